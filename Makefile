@@ -1,0 +1,17 @@
+PYTHON ?= python3
+
+.PHONY: install run test bench
+
+install:
+	$(PYTHON) -m pip install --quiet -e '.[test]'
+
+# Start the embedded service (Tansu + PostgreSQL) and show a demo session.
+run: install
+	syncstatus dev --demo
+
+# Install and run the whole test suite (unit, integration, end-to-end).
+test: install
+	$(PYTHON) -m pytest
+
+bench: install
+	$(PYTHON) -m bench.engine

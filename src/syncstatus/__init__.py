@@ -1,0 +1,1 @@
+"""syncstatus: the lifecycle status of data connections to third-party apps."""

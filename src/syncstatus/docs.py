@@ -1,0 +1,63 @@
+"""The reference pages generated from the machine: `docs/statuses.md` is this module's output,
+and a test fails when the committed file differs from it."""
+
+from __future__ import annotations
+
+from syncstatus.statemachine.connection import TIMEOUT_STATUSES
+from syncstatus.statemachine.events import EventType
+from syncstatus.statemachine.machine import ConnectionStatusMachine
+from syncstatus.statemachine.statuses import Status
+from syncstatus.statemachine.table import TRANSITIONS
+
+
+def mermaid() -> str:
+    """The machine as a Mermaid state diagram (rendered by python-statemachine itself)."""
+    return f"{ConnectionStatusMachine:mermaid}".strip() + "\n"
+
+
+def status_table() -> str:
+    lines = ["| code | status | stage | error | times out | meaning |", "|---|---|---|---|---|---|"]
+    for status in Status:
+        times_out = "yes" if status in TIMEOUT_STATUSES or status is Status.AUTHORIZATION else ""
+        lines.append(
+            f"| {int(status)} | {status.label} | {status.stage.label} | "
+            f"{'yes' if status.is_error else ''} | {times_out} | {status.description} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def transition_table() -> str:
+    """One row per event type and target: the sources, then the guard if there is one."""
+    grouped: dict[tuple[EventType, Status, str], list[str]] = {}
+    for event, source, route in TRANSITIONS.rows():
+        name = "new connection" if source is None else str(int(source))
+        grouped.setdefault((event, route.target, route.guard_text), []).append(name)
+    lines = ["| event type | from | to | guard |", "|---|---|---|---|"]
+    for (event, target, guard), sources in grouped.items():
+        lines.append(
+            f"| {event.value} | {', '.join(sources)} | {int(target)} {target.label} | {guard} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def guard_table() -> str:
+    names = sorted({name for _, _, route in TRANSITIONS.rows() for name, _ in route.guards})
+    lines = ["| guard | meaning |", "|---|---|"]
+    for name in names:
+        doc = " ".join((getattr(ConnectionStatusMachine, name).__doc__ or "").split())
+        lines.append(f"| {name} | {doc} |")
+    return "\n".join(lines) + "\n"
+
+
+def statuses_page() -> str:
+    return (
+        "# Statuses and transitions\n\n"
+        "Generated from `ConnectionStatusMachine` by `syncstatus docs`; do not edit by hand.\n\n"
+        "## Statuses\n\n" + status_table() + "\n"
+        "## Transitions\n\n"
+        "An event not listed for the connection's current status is not applicable: it is\n"
+        "parked if it is newer than the last transition and may still apply, and refused\n"
+        "otherwise (see `docs/engine.md`).\n\n" + transition_table() + "\n"
+        "## Guards\n\n" + guard_table() + "\n"
+        "## Diagram\n\n```mermaid\n" + mermaid() + "```\n"
+    )

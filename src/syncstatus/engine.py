@@ -1,0 +1,120 @@
+"""The status engine: applies events to connections, one database transaction per batch.
+
+This is the one use case every entry point shares: the Kafka consumer, the sweeper, the
+benchmarks and the tests all call `apply_batch` (or `apply_event` for one event).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random
+
+from syncstatus.origin import Origin
+from syncstatus.statemachine.connection import Connection, Outcome, Policy, Refusal, Transition
+from syncstatus.statemachine.events import SessionEvent
+from syncstatus.store.postgres import ConcurrentUpdate, PostgresStore, RejectedMessage
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    """An event to apply, with the message it came in (kept for dead letters)."""
+
+    event: SessionEvent
+    origin: Origin | None = None
+
+
+@dataclass(slots=True)
+class BatchResult:
+    outcomes: list[Outcome] = field(default_factory=list)
+    transitions: list[Transition] = field(default_factory=list)
+    refusals: list[Refusal] = field(default_factory=list)
+
+    def collect(self, connections: Sequence[Connection]) -> None:
+        for connection in connections:
+            self.transitions.extend(connection.transitions)
+            self.refusals.extend(connection.refusals)
+
+
+class StatusEngine:
+    """Decides with the connection aggregate and persists through one unit of work.
+
+    A batch that loses an optimistic-concurrency race is retried from the start with fresh
+    state, so concurrent writers never both win and neither loses its events.
+    """
+
+    def __init__(
+        self,
+        store: PostgresStore,
+        policy: Policy,
+        clock: Callable[[], datetime] = utc_now,
+        attempts: int = 20,
+    ) -> None:
+        self.store = store
+        self.policy = policy
+        self.clock = clock
+        self._retrying = Retrying(
+            retry=retry_if_exception_type(ConcurrentUpdate),
+            stop=stop_after_attempt(attempts),
+            wait=wait_random(0, 0.05),
+            reraise=True,
+        )
+
+    def apply_event(self, event: SessionEvent, origin: Origin | None = None) -> Outcome:
+        return self.apply_batch([Inbound(event, origin)]).outcomes[0]
+
+    def apply_batch(
+        self, items: Sequence[Inbound], rejected: Sequence[RejectedMessage] = ()
+    ) -> BatchResult:
+        """In order; a duplicate (seen before or earlier in the batch) changes nothing."""
+        return self._retrying(self._apply_once, items, rejected)
+
+    def sweep(self, limit: int = 500) -> BatchResult:
+        """Apply the timeouts due now and refuse parked events that waited too long."""
+        return self._retrying(self._sweep_once, limit)
+
+    def _apply_once(
+        self, items: Sequence[Inbound], rejected: Sequence[RejectedMessage]
+    ) -> BatchResult:
+        result = BatchResult()
+        with self.store.unit_of_work() as uow:
+            fresh = uow.claim([item.event.event_id for item in items])
+            connections = uow.load(item.event.connection_id for item in items)
+            now = self.clock()
+            for item in items:
+                event_id = item.event.event_id
+                if event_id not in fresh:
+                    result.outcomes.append(Outcome.DUPLICATE)
+                    continue
+                fresh.discard(event_id)
+                connection = connections[item.event.connection_id]
+                result.outcomes.append(connection.accept(item.event, now, self.policy))
+            origins = {item.event.event_id: item.origin for item in items if item.origin}
+            uow.save(connections.values(), origins, rejected)
+        result.collect(list(connections.values()))
+        return result
+
+    def _sweep_once(self, limit: int) -> BatchResult:
+        result = BatchResult()
+        with self.store.unit_of_work() as uow:
+            now = self.clock()
+            due = uow.lock_due(now, self.policy, limit)
+            timeouts = [e for c in due.values() if (e := c.due_timeout(now, self.policy))]
+            fresh = uow.claim([event.event_id for event in timeouts])
+            for event in timeouts:
+                if event.event_id in fresh:
+                    result.outcomes.append(due[event.connection_id].accept(event, now, self.policy))
+            expired = uow.lock_expired_parked(now - self.policy.park_window, limit)
+            for connection_id, connection in expired.items():
+                if connection_id not in due:
+                    connection.expire_parked(now, self.policy)
+                    due[connection_id] = connection
+            uow.save(due.values())
+        result.collect(list(due.values()))
+        return result

@@ -1,0 +1,60 @@
+"""Every setting of the service, read from `SYNCSTATUS_*` environment variables."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from syncstatus.statemachine.connection import TIMEOUT_STATUSES, Policy
+from syncstatus.statemachine.statuses import Status
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SYNCSTATUS_", extra="ignore")
+
+    database_url: str = Field(
+        "postgresql+psycopg://postgres@127.0.0.1:5432/postgres",
+        description="SQLAlchemy URL of the PostgreSQL database (psycopg 3 driver).",
+    )
+    bootstrap_servers: str = Field(
+        "127.0.0.1:9092", description="Kafka bootstrap servers, comma separated."
+    )
+    authorization_timeout_s: float = Field(
+        900, gt=0, description="Seconds in Authorization (6) before it times out (20)."
+    )
+    stage_timeout_s: float = Field(
+        21600, gt=0, description="Seconds a session may stay in a stage status before 23."
+    )
+    stage_timeouts_s: dict[int, float] = Field(
+        default_factory=dict,
+        description='Per-status overrides of the stage timeout, as JSON: {"2": 7200}.',
+    )
+    park_window_s: float = Field(
+        60, gt=0, description="Seconds an early event waits for its predecessors."
+    )
+    deduplication_apps: set[str] = Field(
+        default_factory=set,
+        description='Apps that must pass Deduplication (21) before Structuring, JSON: ["plaid"].',
+    )
+
+    @field_validator("stage_timeouts_s")
+    @classmethod
+    def _only_statuses_that_time_out(cls, value: dict[int, float]) -> dict[int, float]:
+        allowed = sorted(int(s) for s in TIMEOUT_STATUSES)
+        for code in value:
+            if code not in allowed:
+                raise ValueError(f"status {code} has no stage timeout; statuses: {allowed}")
+        return value
+
+    def policy(self) -> Policy:
+        return Policy(
+            deduplication_apps=frozenset(self.deduplication_apps),
+            park_window=timedelta(seconds=self.park_window_s),
+            authorization_timeout=timedelta(seconds=self.authorization_timeout_s),
+            stage_timeout=timedelta(seconds=self.stage_timeout_s),
+            stage_timeouts={
+                Status(code): timedelta(seconds=s) for code, s in self.stage_timeouts_s.items()
+            },
+        )

@@ -1,0 +1,1 @@
+"""The domain: statuses, events, the machine and the connection aggregate. No I/O here."""

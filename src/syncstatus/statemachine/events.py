@@ -1,0 +1,110 @@
+"""The input event every producer sends, and the rules an event must meet before it is decided."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import Enum
+
+
+class EventFamily(Enum):
+    """Which kind of producer owns an event type; each family has its own input topic."""
+
+    AUTHORIZATION = "authorization"
+    WEBHOOK = "webhook"
+    PIPELINE = "pipeline"
+    SERVICE = "service"
+
+
+class EventType(Enum):
+    AUTHORIZATION_STARTED = "AUTHORIZATION_STARTED"
+    AUTHORIZATION_SUCCEEDED = "AUTHORIZATION_SUCCEEDED"
+    AUTHORIZATION_FAILED = "AUTHORIZATION_FAILED"
+    AUTHORIZATION_TIMED_OUT = "AUTHORIZATION_TIMED_OUT"
+    DEAUTHORIZED = "DEAUTHORIZED"
+    DISCONNECTED = "DISCONNECTED"
+    WEBHOOK_PENDING = "WEBHOOK_PENDING"
+    WEBHOOK_RECEIVED = "WEBHOOK_RECEIVED"
+    WEBHOOK_FAILED = "WEBHOOK_FAILED"
+    LOADING_STARTED = "LOADING_STARTED"
+    LOADING_COMPLETED = "LOADING_COMPLETED"
+    LOADING_FAILED = "LOADING_FAILED"
+    DEDUPLICATION_STARTED = "DEDUPLICATION_STARTED"
+    DEDUPLICATION_FAILED = "DEDUPLICATION_FAILED"
+    STRUCTURING_STARTED = "STRUCTURING_STARTED"
+    STRUCTURING_COMPLETED = "STRUCTURING_COMPLETED"
+    STRUCTURING_FAILED = "STRUCTURING_FAILED"
+    PROCESSING_STARTED = "PROCESSING_STARTED"
+    PROCESSING_SUBSTAGE_COMPLETED = "PROCESSING_SUBSTAGE_COMPLETED"
+    PROCESSING_FAILED = "PROCESSING_FAILED"
+    PROCESSING_COMPLETED = "PROCESSING_COMPLETED"
+    SYNC_COMPLETED = "SYNC_COMPLETED"
+    STAGE_TIMED_OUT = "STAGE_TIMED_OUT"
+
+    @property
+    def family(self) -> EventFamily:
+        """The family whose topic may carry this type.
+
+        WEBHOOK_PENDING is decided by the pipeline (it knows the app is an aggregator), so it
+        travels with the pipeline events; STAGE_TIMED_OUT is written only by syncstatus's own
+        sweeper, so no input topic may carry it.
+        """
+        if self is EventType.STAGE_TIMED_OUT:
+            return EventFamily.SERVICE
+        if self.name.startswith(("AUTHORIZATION_", "DEAUTHORIZED", "DISCONNECTED")):
+            return EventFamily.AUTHORIZATION
+        if self.name.startswith("WEBHOOK_") and self is not EventType.WEBHOOK_PENDING:
+            return EventFamily.WEBHOOK
+        return EventFamily.PIPELINE
+
+    @property
+    def trigger(self) -> str:
+        """The event's name in the state machine declaration."""
+        return self.value.lower()
+
+
+class Substage(Enum):
+    """The five substages of the processing stage, in the order the documents list them."""
+
+    MONITORING = "MONITORING"
+    FORECASTING = "FORECASTING"
+    INSIGHTS = "INSIGHTS"
+    BENCHMARKING = "BENCHMARKING"
+    HISTORICAL_DATA_CLEANING = "HISTORICAL_DATA_CLEANING"
+
+
+ALL_SUBSTAGES = frozenset(Substage)
+
+
+class InvalidEvent(ValueError):
+    """An event that can never be decided, whatever the connection's status."""
+
+
+@dataclass(frozen=True, slots=True)
+class SessionEvent:
+    """One fact reported by a producer about one session of one connection.
+
+    `event_id` is the idempotency key: the same id is applied at most once.
+    """
+
+    event_id: uuid.UUID
+    type: EventType
+    connection_id: str
+    session_id: str
+    app: str
+    occurred_at: datetime
+    producer: str
+    error: str | None = None
+    substage: Substage | None = None
+    attributes: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in ("connection_id", "session_id", "app", "producer"):
+            if not getattr(self, name):
+                raise InvalidEvent(f"{name} is empty")
+        if self.occurred_at.tzinfo is None:
+            raise InvalidEvent("occurred_at has no time zone")
+        if self.type is EventType.PROCESSING_SUBSTAGE_COMPLETED and self.substage is None:
+            raise InvalidEvent("PROCESSING_SUBSTAGE_COMPLETED names no substage")

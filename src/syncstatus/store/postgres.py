@@ -1,0 +1,347 @@
+"""PostgreSQL persistence of the connection aggregate: one unit of work per batch of events.
+
+The hot path talks to psycopg directly through the SQLAlchemy-managed connection: COPY for the
+insert-only tables and one `unnest` statement per table for the rest, so a batch of 1,000 events
+costs a handful of round trips instead of thousands.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from psycopg.types.json import Jsonb
+
+from syncstatus.origin import Origin
+from syncstatus.statemachine.connection import Connection, ParkedEvent, Policy, Refusal
+from syncstatus.statemachine.events import EventType, SessionEvent, Substage
+from syncstatus.statemachine.statuses import Status
+
+
+class ConcurrentUpdate(Exception):
+    """Another writer changed a connection this unit of work loaded; retry the whole batch."""
+
+
+@dataclass(frozen=True, slots=True)
+class RejectedMessage:
+    """A message refused before it became an event (undecodable, unknown schema, wrong topic)."""
+
+    reason: str
+    detail: str
+    origin: Origin
+    event: SessionEvent | None = None
+
+
+def event_to_json(event: SessionEvent) -> dict[str, Any]:
+    return {
+        "event_id": str(event.event_id),
+        "type": event.type.value,
+        "connection_id": event.connection_id,
+        "session_id": event.session_id,
+        "app": event.app,
+        "occurred_at": event.occurred_at.isoformat(),
+        "producer": event.producer,
+        "error": event.error,
+        "substage": event.substage.value if event.substage else None,
+        "attributes": dict(event.attributes),
+    }
+
+
+def event_from_json(data: Mapping[str, Any]) -> SessionEvent:
+    return SessionEvent(
+        event_id=uuid.UUID(data["event_id"]),
+        type=EventType(data["type"]),
+        connection_id=data["connection_id"],
+        session_id=data["session_id"],
+        app=data["app"],
+        occurred_at=datetime.fromisoformat(data["occurred_at"]),
+        producer=data["producer"],
+        error=data["error"],
+        substage=Substage(data["substage"]) if data["substage"] else None,
+        attributes=data["attributes"],
+    )
+
+
+_CONNECTION_COLUMNS = (
+    "connection_id, app, status, version, session_id, last_occurred_at, status_changed_at, "
+    "completed_substages, timed_out_from"
+)
+
+
+_UNNEST_CONNECTIONS = (
+    "unnest(%s::text[], %s::text[], %s::smallint[], %s::int[], %s::text[], %s::timestamptz[], "
+    "%s::timestamptz[], %s::text[], %s::smallint[], %s::int[]) AS v(connection_id, app, "
+    "status, version, session_id, last_occurred_at, status_changed_at, substages, "
+    "timed_out_from, expected)"
+)
+
+
+class UnitOfWork:
+    """One database transaction over the connections of one batch."""
+
+    def __init__(self, connection: sa.Connection) -> None:
+        self._raw = connection.connection.driver_connection
+
+    def claim(self, event_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
+        """Record the ids as processed; return those not processed before (the fresh ones)."""
+        if not event_ids:
+            return set()
+        rows = self._raw.execute(
+            "INSERT INTO processed_events (event_id) SELECT unnest(%s::uuid[]) "
+            "ON CONFLICT DO NOTHING RETURNING event_id",
+            (list(event_ids),),
+        ).fetchall()
+        return {row[0] for row in rows}
+
+    def load(self, connection_ids: Iterable[str]) -> dict[str, Connection]:
+        """The connections with their parked events; a connection never seen comes back new."""
+        ids = sorted(set(connection_ids))
+        rows = self._raw.execute(
+            f"SELECT {_CONNECTION_COLUMNS} FROM connections WHERE connection_id = ANY(%s)",
+            (ids,),
+        ).fetchall()
+        found = {row[0]: _connection_from_row(row) for row in rows}
+        loaded = {cid: found.get(cid) or Connection(connection_id=cid) for cid in ids}
+        self._attach_parked(loaded)
+        return loaded
+
+    def lock_due(self, now: datetime, policy: Policy, limit: int) -> dict[str, Connection]:
+        """Connections whose status outlived its timeout, locked; rows locked by another
+        sweeper are skipped, so several instances never time out the same connection twice."""
+        statuses, cutoffs = [], []
+        for status in Status:
+            limit_for = policy.timeout_for(status)
+            if limit_for is not None:
+                statuses.append(int(status))
+                cutoffs.append(now - limit_for)
+        rows = self._raw.execute(
+            f"SELECT {', '.join('c.' + c.strip() for c in _CONNECTION_COLUMNS.split(','))} "
+            "FROM connections c "
+            "JOIN unnest(%s::smallint[], %s::timestamptz[]) AS t(status, cutoff) "
+            "ON c.status = t.status AND c.status_changed_at <= t.cutoff "
+            "ORDER BY c.status_changed_at LIMIT %s FOR UPDATE OF c SKIP LOCKED",
+            (statuses, cutoffs, limit),
+        ).fetchall()
+        loaded = {row[0]: _connection_from_row(row) for row in rows}
+        self._attach_parked(loaded)
+        return loaded
+
+    def lock_expired_parked(self, cutoff: datetime, limit: int) -> dict[str, Connection]:
+        """Connections with a parked event older than the window, parked rows locked."""
+        rows = self._raw.execute(
+            "SELECT DISTINCT connection_id FROM ("
+            " SELECT connection_id FROM parked_events WHERE parked_at < %s"
+            " ORDER BY parked_at LIMIT %s FOR UPDATE SKIP LOCKED) AS expired",
+            (cutoff, limit),
+        ).fetchall()
+        return self.load(row[0] for row in rows) if rows else {}
+
+    def save(
+        self,
+        connections: Iterable[Connection],
+        origins: Mapping[uuid.UUID, Origin] | None = None,
+        rejected: Sequence[RejectedMessage] = (),
+    ) -> None:
+        """Write what the aggregates decided; ConcurrentUpdate if another writer came first."""
+        origins = origins or {}
+        everything = list(connections)
+        changed = [c for c in everything if c.transitions]
+        self._write_connections(changed)
+        self._write_parked(everything, origins)
+        history = [t for c in changed for t in c.transitions]
+        if history:
+            with self._raw.cursor().copy(
+                "COPY status_history (connection_id, sequence, session_id, app, from_status, "
+                "to_status, event_id, event_type, producer, occurred_at, recorded_at, error, "
+                "substage) FROM STDIN"
+            ) as copy:
+                for t in history:
+                    copy.write_row(
+                        (
+                            t.connection_id,
+                            t.sequence,
+                            t.session_id,
+                            t.app,
+                            None if t.from_status is None else int(t.from_status),
+                            int(t.to_status),
+                            t.event_id,
+                            t.event_type.value,
+                            t.producer,
+                            t.occurred_at,
+                            t.recorded_at,
+                            t.error,
+                            t.substage.value if t.substage else None,
+                        )
+                    )
+            with self._raw.cursor().copy(
+                "COPY outbox (connection_id, sequence) FROM STDIN"
+            ) as copy:
+                for t in history:
+                    copy.write_row((t.connection_id, t.sequence))
+        refusals = [r for c in everything for r in c.refusals]
+        self._write_dead_letters(refusals, origins, rejected)
+
+    def _write_connections(self, changed: list[Connection]) -> None:
+        new = [c for c in changed if c.loaded_version == 0]
+        existing = [c for c in changed if c.loaded_version > 0]
+        if new:
+            rows = self._raw.execute(
+                f"INSERT INTO connections ({_CONNECTION_COLUMNS}) "
+                "SELECT connection_id, app, status, version, session_id, last_occurred_at, "
+                "status_changed_at, string_to_array(substages, ','), timed_out_from "
+                f"FROM {_UNNEST_CONNECTIONS} ON CONFLICT DO NOTHING RETURNING 1",
+                (*_columns(new), [0] * len(new)),
+            ).fetchall()
+            if len(rows) != len(new):
+                raise ConcurrentUpdate("a new connection was created by another writer")
+        if existing:
+            cur = self._raw.execute(
+                "UPDATE connections c SET app = v.app, status = v.status, version = v.version, "
+                "session_id = v.session_id, last_occurred_at = v.last_occurred_at, "
+                "status_changed_at = v.status_changed_at, "
+                "completed_substages = string_to_array(v.substages, ','), "
+                "timed_out_from = v.timed_out_from "
+                f"FROM {_UNNEST_CONNECTIONS} "
+                "WHERE c.connection_id = v.connection_id AND c.version = v.expected",
+                (*_columns(existing), [c.loaded_version for c in existing]),
+            )
+            if cur.rowcount != len(existing):
+                raise ConcurrentUpdate("a connection was changed by another writer")
+
+    def _write_parked(
+        self, connections: list[Connection], origins: Mapping[uuid.UUID, Origin]
+    ) -> None:
+        gone = [event_id for c in connections for event_id in c.unparked]
+        if gone:
+            cur = self._raw.execute("DELETE FROM parked_events WHERE event_id = ANY(%s)", (gone,))
+            if cur.rowcount != len(gone):
+                raise ConcurrentUpdate("a parked event was released by another writer")
+        parked = [p for c in connections for p in c.newly_parked]
+        if parked:
+            with self._raw.cursor().copy(
+                "COPY parked_events (event_id, connection_id, parked_at, event, origin) FROM STDIN"
+            ) as copy:
+                for p in parked:
+                    origin = origins.get(p.event.event_id)
+                    copy.write_row(
+                        (
+                            p.event.event_id,
+                            p.event.connection_id,
+                            p.parked_at,
+                            Jsonb(event_to_json(p.event)),
+                            None if origin is None else Jsonb(origin.to_json()),
+                        )
+                    )
+
+    def _write_dead_letters(
+        self,
+        refusals: list[Refusal],
+        origins: Mapping[uuid.UUID, Origin],
+        rejected: Sequence[RejectedMessage],
+    ) -> None:
+        rows = [
+            (
+                r.reason.value,
+                r.detail,
+                r.event.event_id,
+                r.event.connection_id,
+                r.event.type.value,
+                None if r.from_status is None else int(r.from_status),
+                Jsonb(event_to_json(r.event)),
+                _origin_json(origins.get(r.event.event_id)),
+            )
+            for r in refusals
+        ] + [
+            (
+                m.reason,
+                m.detail,
+                m.event.event_id if m.event else None,
+                m.event.connection_id if m.event else None,
+                m.event.type.value if m.event else None,
+                None,
+                Jsonb(event_to_json(m.event)) if m.event else None,
+                _origin_json(m.origin),
+            )
+            for m in rejected
+        ]
+        if rows:
+            with self._raw.cursor() as cur:
+                cur.executemany(
+                    "INSERT INTO dead_letters (reason, detail, event_id, connection_id, "
+                    "event_type, from_status, event, origin) "
+                    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                    rows,
+                )
+
+    def _attach_parked(self, loaded: dict[str, Connection]) -> None:
+        if not loaded:
+            return
+        rows = self._raw.execute(
+            "SELECT connection_id, parked_at, event FROM parked_events "
+            "WHERE connection_id = ANY(%s) ORDER BY parked_at",
+            (list(loaded),),
+        ).fetchall()
+        for connection_id, parked_at, event in rows:
+            loaded[connection_id].parked.append(ParkedEvent(event_from_json(event), parked_at))
+
+
+def _origin_json(origin: Origin | None) -> Jsonb | None:
+    return None if origin is None else Jsonb(origin.to_json())
+
+
+def _connection_from_row(row: Sequence[Any]) -> Connection:
+    (
+        connection_id,
+        app,
+        status,
+        version,
+        session_id,
+        last_occurred_at,
+        status_changed_at,
+        substages,
+        timed_out_from,
+    ) = row
+    return Connection(
+        connection_id=connection_id,
+        app=app,
+        status=Status(status),
+        version=version,
+        loaded_version=version,
+        session_id=session_id,
+        last_occurred_at=last_occurred_at,
+        status_changed_at=status_changed_at,
+        completed_substages=frozenset(Substage(s) for s in substages),
+        timed_out_from=None if timed_out_from is None else Status(timed_out_from),
+    )
+
+
+def _columns(connections: list[Connection]) -> tuple[list[Any], ...]:
+    return (
+        [c.connection_id for c in connections],
+        [c.app for c in connections],
+        [int(c.status) for c in connections],
+        [c.version for c in connections],
+        [c.session_id for c in connections],
+        [c.last_occurred_at for c in connections],
+        [c.status_changed_at for c in connections],
+        [",".join(sorted(s.value for s in c.completed_substages)) for c in connections],
+        [None if c.timed_out_from is None else int(c.timed_out_from) for c in connections],
+    )
+
+
+class PostgresStore:
+    """Opens units of work on a SQLAlchemy engine (psycopg 3 driver)."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+
+    @contextmanager
+    def unit_of_work(self) -> Iterator[UnitOfWork]:
+        """Commits when the block ends normally, rolls back when it raises."""
+        with self.engine.begin() as connection:
+            yield UnitOfWork(connection)

@@ -1,0 +1,109 @@
+"""The tables, as SQLAlchemy Core metadata. Alembic migrations create them; a test checks that
+the migrations and this metadata agree."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    SmallInteger,
+    Table,
+    Text,
+    Uuid,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+
+metadata = MetaData()
+
+connections = Table(
+    "connections",
+    metadata,
+    Column("connection_id", Text, primary_key=True),
+    Column("app", Text, nullable=False),
+    Column("status", SmallInteger, nullable=False),
+    Column("version", Integer, nullable=False, comment="sequence number of the last transition"),
+    Column("session_id", Text, nullable=False),
+    Column("last_occurred_at", DateTime(timezone=True), nullable=False),
+    Column("status_changed_at", DateTime(timezone=True), nullable=False),
+    Column("completed_substages", ARRAY(Text), nullable=False, server_default=text("'{}'")),
+    Column("timed_out_from", SmallInteger),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index("connections_status_since", "status", "status_changed_at"),
+)
+
+status_history = Table(
+    "status_history",
+    metadata,
+    Column("connection_id", Text, nullable=False),
+    Column("sequence", Integer, nullable=False),
+    Column("session_id", Text, nullable=False),
+    Column("app", Text, nullable=False),
+    Column("from_status", SmallInteger),
+    Column("to_status", SmallInteger, nullable=False),
+    Column("event_id", Uuid, nullable=False),
+    Column("event_type", Text, nullable=False),
+    Column("producer", Text, nullable=False),
+    Column("occurred_at", DateTime(timezone=True), nullable=False),
+    Column("recorded_at", DateTime(timezone=True), nullable=False),
+    Column("error", Text),
+    Column("substage", Text),
+    PrimaryKeyConstraint("connection_id", "sequence"),
+    Index("status_history_session", "connection_id", "session_id"),
+)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("connection_id", Text, nullable=False),
+    Column("sequence", Integer, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("published_at", DateTime(timezone=True)),
+    Index("outbox_unpublished", "id", postgresql_where=text("published_at IS NULL")),
+    Index("outbox_published_at", "published_at"),
+)
+
+processed_events = Table(
+    "processed_events",
+    metadata,
+    Column("event_id", Uuid, primary_key=True),
+    Column("processed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index("processed_events_processed_at", "processed_at"),
+)
+
+parked_events = Table(
+    "parked_events",
+    metadata,
+    Column("event_id", Uuid, primary_key=True),
+    Column("connection_id", Text, nullable=False),
+    Column("parked_at", DateTime(timezone=True), nullable=False),
+    Column("event", JSONB, nullable=False),
+    Column("origin", JSONB),
+    Index("parked_events_connection", "connection_id"),
+    Index("parked_events_parked_at", "parked_at"),
+)
+
+dead_letters = Table(
+    "dead_letters",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("reason", Text, nullable=False),
+    Column("detail", Text, nullable=False),
+    Column("event_id", Uuid),
+    Column("connection_id", Text),
+    Column("event_type", Text),
+    Column("from_status", SmallInteger),
+    Column("event", JSONB, comment="the decoded event, when it could be decoded"),
+    Column("origin", JSONB, comment="topic, partition, offset, key and value of the message"),
+    Column("refused_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("published_at", DateTime(timezone=True)),
+    Index("dead_letters_unpublished", "id", postgresql_where=text("published_at IS NULL")),
+    Index("dead_letters_connection", "connection_id"),
+)

@@ -1,0 +1,199 @@
+"""The connection aggregate: applying, parking, refusing, timeouts, sequences."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from syncstatus.statemachine.connection import (
+    Connection,
+    Outcome,
+    Policy,
+    RefusalReason,
+)
+from syncstatus.statemachine.events import EventType, Substage
+from syncstatus.statemachine.statuses import Status
+from syncstatus.statemachine.table import TRANSITIONS
+
+from .factories import T0, event, happy_session
+
+E = EventType
+POLICY = Policy(deduplication_apps=frozenset({"plaid"}), park_window=timedelta(seconds=60))
+NOW = T0 + timedelta(hours=1)
+
+
+def run(events, connection=None, now=NOW, policy=POLICY):
+    connection = connection or Connection("conn-1")
+    outcomes = [connection.accept(e, now, policy) for e in events]
+    return connection, outcomes
+
+
+def test_a_whole_session_reaches_synced_with_gapless_sequences():
+    connection, outcomes = run(happy_session())
+    assert set(outcomes) == {Outcome.APPLIED}
+    assert connection.status is Status.SYNCED
+    assert [t.sequence for t in connection.transitions] == list(range(1, 15))
+    assert connection.transitions[0].from_status is None
+    assert connection.version == 14
+
+
+def test_substage_completions_keep_the_status_and_record_the_substage():
+    connection, _ = run(happy_session()[:8])
+    last = connection.transitions[-1]
+    assert (last.from_status, last.to_status, last.substage) == (
+        Status.PROCESSING,
+        Status.PROCESSING,
+        Substage.MONITORING,
+    )
+
+
+def test_a_new_processing_run_needs_all_five_substages_again():
+    events = happy_session()[:12]  # through all five substages, not completed
+    connection, _ = run(events)
+    failed = event(E.PROCESSING_FAILED, substage=Substage.INSIGHTS, error="boom")
+    restarted = event(E.PROCESSING_STARTED)
+    completed = event(E.PROCESSING_COMPLETED)
+    _, outcomes = run([failed, restarted, completed], connection)
+    assert outcomes[:2] == [Outcome.APPLIED, Outcome.APPLIED]
+    assert outcomes[2] is Outcome.PARKED
+    assert connection.transitions[-2].substage is Substage.INSIGHTS
+    assert connection.status is Status.PROCESSING
+
+
+def test_an_event_that_arrives_before_its_predecessor_is_parked_then_released():
+    started, succeeded, loading = (
+        event(k) for k in (E.AUTHORIZATION_STARTED, E.AUTHORIZATION_SUCCEEDED, E.LOADING_STARTED)
+    )
+    connection, outcomes = run([started, loading, succeeded])
+    assert outcomes == [Outcome.APPLIED, Outcome.PARKED, Outcome.APPLIED]
+    assert connection.status is Status.LOADING
+    assert [t.event_type for t in connection.transitions] == [
+        E.AUTHORIZATION_STARTED,
+        E.AUTHORIZATION_SUCCEEDED,
+        E.LOADING_STARTED,
+    ]
+    assert connection.parked == [] and connection.newly_parked == []
+
+
+def test_events_of_a_connection_never_seen_wait_for_its_authorization():
+    succeeded = event(E.AUTHORIZATION_SUCCEEDED)
+    connection, outcomes = run([succeeded])
+    assert outcomes == [Outcome.PARKED]
+    assert connection.status is None
+
+
+def test_an_older_event_that_does_not_apply_is_refused_as_stale():
+    connection, _ = run(happy_session()[:4])
+    late = event(E.AUTHORIZATION_SUCCEEDED, at=T0)
+    _, outcomes = run([late], connection)
+    assert outcomes == [Outcome.REFUSED]
+    assert connection.refusals[0].reason is RefusalReason.STALE
+    assert connection.refusals[0].from_status is Status.LOADED
+
+
+def test_a_newer_event_of_the_session_that_lies_behind_is_an_illegal_transition():
+    connection, _ = run(happy_session())
+    again = event(E.LOADING_COMPLETED)
+    _, outcomes = run([again], connection)
+    assert outcomes == [Outcome.REFUSED]
+    refusal = connection.refusals[0]
+    assert refusal.reason is RefusalReason.ILLEGAL_TRANSITION
+    assert "LOADING_COMPLETED is not allowed from 19 Synced" in refusal.detail
+
+
+def test_a_parked_event_is_refused_once_the_window_passes():
+    connection, _ = run([event(E.AUTHORIZATION_STARTED), event(E.LOADING_COMPLETED)])
+    assert len(connection.parked) == 1
+    connection.expire_parked(NOW + timedelta(seconds=61), POLICY)
+    assert connection.parked == []
+    assert connection.refusals[0].reason is RefusalReason.PARKED_TOO_LONG
+
+
+def test_deduplication_apps_cannot_skip_deduplication():
+    connection, _ = run(happy_session(app="plaid")[:4])
+    _, outcomes = run([event(E.STRUCTURING_STARTED, app="plaid")], connection)
+    assert outcomes == [Outcome.PARKED]
+    _, outcomes = run([event(E.DEDUPLICATION_STARTED, app="plaid")], connection)
+    assert outcomes == [Outcome.APPLIED]
+    assert connection.status is Status.STRUCTURING  # the parked event followed
+
+
+def test_authorization_times_out_on_the_service_clock():
+    connection, _ = run([event(E.AUTHORIZATION_STARTED)])
+    assert connection.due_timeout(NOW + timedelta(minutes=14), POLICY) is None
+    timeout = connection.due_timeout(NOW + timedelta(minutes=15), POLICY)
+    assert timeout.type is E.AUTHORIZATION_TIMED_OUT
+    assert connection.accept(timeout, NOW + timedelta(minutes=15), POLICY) is Outcome.APPLIED
+    assert connection.status is Status.AUTHORIZATION_TIMEDOUT
+
+
+def test_stage_timeouts_are_per_status_and_restart_only_the_stage_that_timed_out():
+    policy = Policy(
+        stage_timeout=timedelta(hours=1), stage_timeouts={Status.STRUCTURED: timedelta(minutes=5)}
+    )
+    connection, _ = run(happy_session()[:6], policy=policy)
+    assert connection.status is Status.STRUCTURED
+    later = NOW + timedelta(minutes=5)
+    timeout = connection.due_timeout(later, policy)
+    assert timeout.type is E.STAGE_TIMED_OUT
+    connection.accept(timeout, later, policy)
+    assert (connection.status, connection.timed_out_from) == (Status.TIMED_OUT, Status.STRUCTURED)
+    assert connection.accept(event(E.PROCESSING_STARTED), later, policy) is Outcome.APPLIED
+
+
+def test_the_timeout_event_id_is_stable_for_one_version():
+    connection, _ = run([event(E.AUTHORIZATION_STARTED)])
+    late = NOW + timedelta(hours=2)
+    assert (
+        connection.due_timeout(late, POLICY).event_id
+        == connection.due_timeout(late + timedelta(hours=1), POLICY).event_id
+    )
+
+
+def test_statuses_without_a_timeout_never_time_out():
+    connection, _ = run(happy_session())
+    assert connection.due_timeout(NOW + timedelta(days=365), POLICY) is None
+
+
+# Property: whatever arrives, the aggregate only ever makes transitions of the table, its
+# history replays to its current status, and its sequence numbers have no gaps.
+event_kinds = st.sampled_from([k for k in EventType if k is not E.STAGE_TIMED_OUT])
+
+
+@st.composite
+def streams(draw):
+    n = draw(st.integers(min_value=1, max_value=60))
+    out = []
+    for _ in range(n):
+        kind = draw(event_kinds)
+        substage = (
+            draw(st.sampled_from(list(Substage)))
+            if kind is (E.PROCESSING_SUBSTAGE_COMPLETED)
+            else None
+        )
+        session = draw(st.sampled_from(["s-1", "s-2"]))
+        app = draw(st.sampled_from(["plaid", "facebook_ads"]))
+        out.append(event(kind, session_id=session, app=app, substage=substage))
+    draw(st.randoms()).shuffle(out)
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(streams(), st.integers(min_value=0, max_value=120))
+def test_random_streams_only_make_transitions_of_the_table(events, seconds_later):
+    connection = Connection("conn-1")
+    for i, e in enumerate(events):
+        connection.accept(e, NOW + timedelta(seconds=i * seconds_later), POLICY)
+    status = None
+    for expected_sequence, t in enumerate(connection.transitions, start=1):
+        assert t.sequence == expected_sequence
+        assert t.from_status == status
+        sources = TRANSITIONS.sources_of(t.event_type)
+        assert t.from_status in sources
+        assert TRANSITIONS.target_of[t.event_type] is t.to_status
+        status = t.to_status
+    assert status == connection.status
+    decided = len(connection.transitions) + len(connection.refusals) + len(connection.parked)
+    assert decided == len(events)

@@ -1,0 +1,28 @@
+"""The committed reference page must be what the machine generates today."""
+
+from pathlib import Path
+
+from syncstatus import docs
+from syncstatus.statemachine.table import TRANSITIONS
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_committed_statuses_page_matches_the_machine():
+    committed = (ROOT / "docs" / "statuses.md").read_text()
+    assert committed == docs.statuses_page(), "run `syncstatus docs` and commit docs/statuses.md"
+
+
+def test_every_transition_appears_in_the_page():
+    page = docs.transition_table()
+    for event, _, route in TRANSITIONS.rows():
+        assert f"| {event.value} |" in page
+        assert f"{int(route.target)} {route.target.label}" in page
+
+
+def test_the_diagram_names_every_status():
+    diagram = docs.mermaid()
+    assert diagram.startswith("stateDiagram-v2")
+    for status in TRANSITIONS.rank:
+        if status is not None:
+            assert f'"{status.label}"' in diagram
