@@ -5,12 +5,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import sqlalchemy as sa
+from kafka import KafkaConsumer, KafkaProducer
 
+from syncstatus.consumers.event_consumer import EventConsumer
 from syncstatus.engine import StatusEngine
+from syncstatus.kafka import client_config, ensure_topics, input_topics
+from syncstatus.messages import EventMessages, StatusChangeMessages
+from syncstatus.producers.relay import Relay, dead_letter_message, status_change_message
+from syncstatus.service import Loop, Service
 from syncstatus.settings import Settings
-from syncstatus.store.database import create_engine
+from syncstatus.store.database import create_engine, migrate
+from syncstatus.store.outbox import OutboxStore
 from syncstatus.store.postgres import PostgresStore
 from syncstatus.store.queries import StatusQueries
+from syncstatus.sweeper import TimeoutSweeper
 
 
 @dataclass
@@ -31,4 +39,68 @@ def build(settings: Settings) -> Application:
         database=database,
         engine=StatusEngine(PostgresStore(database), settings.policy()),
         queries=StatusQueries(database),
+    )
+
+
+def build_service(application: Application) -> Service:
+    """The consumer, both relays and the sweeper, wired to one engine and one database."""
+    settings = application.settings
+    if settings.migrate_on_start:
+        migrate(application.database)
+    if settings.create_topics:
+        ensure_topics(settings)
+    outbox = OutboxStore(application.database)
+
+    def consumer() -> KafkaConsumer:
+        return KafkaConsumer(
+            **client_config(settings),
+            group_id=settings.consumer_group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            session_timeout_ms=settings.kafka_session_timeout_ms,
+            heartbeat_interval_ms=settings.kafka_heartbeat_interval_ms,
+            fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
+            max_poll_records=settings.batch_size,
+        )
+
+    def producer() -> KafkaProducer:
+        return KafkaProducer(
+            **client_config(settings),
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=5,
+            max_block_ms=10000,
+            request_timeout_ms=settings.delivery_timeout_ms // 2,
+            delivery_timeout_ms=settings.delivery_timeout_ms,
+        )
+
+    event_consumer = EventConsumer(
+        consumer, application.engine, input_topics(settings), settings.batch_size
+    )
+    status_relay = Relay(
+        "status-relay",
+        outbox.status_changes,
+        status_change_message(StatusChangeMessages()),
+        producer,
+        settings.topic_status,
+        settings.relay_batch_size,
+        settings.relay_idle_s,
+    )
+    dead_letter_relay = Relay(
+        "dead-letter-relay",
+        outbox.dead_letters,
+        dead_letter_message(EventMessages()),
+        producer,
+        settings.topic_dead_letter,
+        settings.relay_batch_size,
+        settings.relay_idle_s,
+    )
+    sweeper = TimeoutSweeper(application.engine, settings.sweep_interval_s)
+    return Service(
+        [
+            Loop("consumer", event_consumer.run),
+            Loop("status-relay", status_relay.run),
+            Loop("dead-letter-relay", dead_letter_relay.run),
+            Loop("sweeper", sweeper.run),
+        ]
     )

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import threading
 from pathlib import Path
 
 import typer
 
 from syncstatus import docs
-from syncstatus.bootstrap import build
+from syncstatus.bootstrap import build, build_service
+from syncstatus.logs import configure_logging
 from syncstatus.settings import Settings
 from syncstatus.statemachine.statuses import Status
 from syncstatus.store.database import create_engine, migrate
@@ -17,6 +20,92 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 
 def _status_text(code: int | None) -> str:
     return "-" if code is None else f"{code} {Status(code).label}"
+
+
+@app.command()
+def run() -> None:
+    """Run the service: consumers, outbox relays and timeout sweeper in one process."""
+    settings = Settings()
+    configure_logging(settings.log_level, settings.log_json)
+    application = build(settings)
+    code = build_service(application).run()
+    application.close()
+    raise typer.Exit(code)
+
+
+@app.command()
+def dev(
+    data_dir: Path = typer.Option(Path(".syncstatus"), help="Where PostgreSQL keeps its data."),
+    demo: bool = typer.Option(False, "--demo", help="Run the demo once the service is up."),
+) -> None:
+    """Start Tansu and PostgreSQL, then the service on them. Ctrl-C stops all of it."""
+    from syncstatus.dev import embedded
+
+    base = Settings()
+    configure_logging(
+        base.log_level if "log_level" in base.model_fields_set else "WARNING", json=False
+    )
+    with embedded(data_dir, base) as settings:
+        application = build(settings)
+        service = build_service(application)
+        typer.echo(
+            f"syncstatus is running\n"
+            f"  Kafka:      {settings.bootstrap_servers}  (topics {settings.topic_auth}, "
+            f"{settings.topic_webhooks}, {settings.topic_pipeline} in; {settings.topic_status}, "
+            f"{settings.topic_dead_letter} out)\n"
+            f"  PostgreSQL: {settings.database_url}\n"
+            f"  other terminal: SYNCSTATUS_BOOTSTRAP_SERVERS={settings.bootstrap_servers} "
+            f"SYNCSTATUS_DATABASE_URL={settings.database_url} syncstatus tail\n"
+            f"Ctrl-C stops it."
+        )
+        if demo:
+            from syncstatus.demo import run_demo
+
+            threading.Thread(
+                target=lambda: run_demo(settings, lambda line: typer.echo(line)), daemon=True
+            ).start()
+        code = service.run()
+        application.close()
+    typer.echo("stopped")
+    raise typer.Exit(code)
+
+
+@app.command("demo")
+def demo_command() -> None:
+    """Publish a realistic session to a running service and print its status timeline."""
+    from syncstatus.demo import run_demo
+
+    raise typer.Exit(0 if run_demo(Settings()) else 1)
+
+
+@app.command()
+def tail(
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per line."),
+) -> None:
+    """Print the status topic live, decoded, from the beginning."""
+    from syncstatus.messages import StatusChangeMessages
+    from syncstatus.reader import TopicReader
+
+    settings = Settings()
+    messages = StatusChangeMessages()
+    reader = TopicReader(settings.bootstrap_servers, [settings.topic_status])
+    try:
+        for record in reader.follow():
+            change = messages.decode(record.value)
+            if as_json:
+                typer.echo(json.dumps(change, default=str))
+                continue
+            typer.echo(
+                f"{change['recorded_at']:%Y-%m-%d %H:%M:%S.%f}"[:-3]
+                + f"  {change['connection_id']}  #{change['sequence']}  "
+                f"{_status_text(change['from_code'])} -> {_status_text(change['to_code'])}  "
+                f"[{change['stage']}]  {change['cause_event_type']}"
+                + (f"  error: {change['error']}" if change["error"] else "")
+            )
+    except KeyboardInterrupt:
+        pass
+    finally:
+        reader.close()
 
 
 @app.command("migrate")

@@ -39,6 +39,41 @@ class Settings(BaseSettings):
         description='Apps that must pass Deduplication (21) before Structuring, JSON: ["plaid"].',
     )
 
+    topic_auth: str = Field("syncstatus.auth", description="Input: authorization events.")
+    topic_webhooks: str = Field("syncstatus.webhooks", description="Input: webhook events.")
+    topic_pipeline: str = Field("syncstatus.pipeline", description="Input: pipeline events.")
+    topic_status: str = Field("syncstatus.status", description="Output: status changes.")
+    topic_dead_letter: str = Field(
+        "syncstatus.dead-letter", description="Output: refused messages, with the reason."
+    )
+    consumer_group: str = Field("syncstatus", description="Kafka consumer group id.")
+    kafka_session_timeout_ms: int = Field(
+        45000, gt=0, description="Consumer group session timeout (Kafka's default: 45 s)."
+    )
+    kafka_heartbeat_interval_ms: int = Field(
+        3000, gt=0, description="Consumer heartbeat interval; under a third of the session."
+    )
+    kafka_fetch_max_wait_ms: int = Field(
+        100, gt=0, description="Longest a fetch waits for data (0 never returns on Tansu)."
+    )
+    batch_size: int = Field(
+        1000, gt=0, description="Most messages applied in one database transaction."
+    )
+    relay_batch_size: int = Field(1000, gt=0, description="Most status changes sent per round.")
+    relay_idle_s: float = Field(0.05, gt=0, description="Relay pause when there is nothing new.")
+    delivery_timeout_ms: int = Field(
+        30000, gt=0, description="How long the producer retries a send before it fails."
+    )
+    sweep_interval_s: float = Field(1.0, gt=0, description="Seconds between timeout sweeps.")
+    create_topics: bool = Field(True, description="Create missing topics on start.")
+    topic_partitions: int = Field(4, gt=0, description="Partitions of the topics it creates.")
+    topic_replication: int = Field(
+        1, gt=0, description="Replication factor of the topics it creates."
+    )
+    migrate_on_start: bool = Field(True, description="Migrate the database on start.")
+    log_level: str = Field("INFO", description="DEBUG logs every transition.")
+    log_json: bool = Field(True, description="JSON log lines (false: human-readable).")
+
     @field_validator("stage_timeouts_s")
     @classmethod
     def _only_statuses_that_time_out(cls, value: dict[int, float]) -> dict[int, float]:

@@ -33,9 +33,17 @@ class StatusQueries:
         h = status_history.c
         query = (
             sa.select(
-                h.sequence, h.session_id, h.from_status, h.to_status, h.event_type,
-                sa.cast(h.event_id, sa.Text), h.producer, h.occurred_at, h.recorded_at,
-                h.error, h.substage,
+                h.sequence,
+                h.session_id,
+                h.from_status,
+                h.to_status,
+                h.event_type,
+                sa.cast(h.event_id, sa.Text),
+                h.producer,
+                h.occurred_at,
+                h.recorded_at,
+                h.error,
+                h.substage,
             )
             .where(h.connection_id == connection_id)
             .order_by(h.sequence)

@@ -1,0 +1,1 @@
+"""Kafka consumers: input events in, applied through the status engine."""

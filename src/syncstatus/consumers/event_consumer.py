@@ -1,0 +1,169 @@
+"""The input-topic consumer: decode, apply a whole poll in one transaction, then commit."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+
+import sqlalchemy.exc
+import structlog
+from kafka import KafkaConsumer, TopicPartition
+from kafka.consumer.fetcher import ConsumerRecord
+from kafka.errors import CommitFailedError
+from kafka.structs import OffsetAndMetadata
+from tenacity import Retrying, retry_if_exception_type, stop_any, wait_exponential
+
+from syncstatus.engine import BatchResult, Inbound, StatusEngine
+from syncstatus.messages import EventMessages, MessageRejected
+from syncstatus.origin import Origin
+from syncstatus.statemachine.connection import Outcome, RefusalReason
+from syncstatus.statemachine.events import EventFamily
+from syncstatus.store.postgres import RejectedMessage
+
+log = structlog.get_logger(__name__)
+
+DATABASE_ERRORS = (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)
+
+
+class EventConsumer:
+    """Consumes the input topics in a consumer group and drives the status engine.
+
+    Offsets are committed only after the database transaction that applied the batch
+    committed: a crash in between redelivers the batch, and the engine's idempotency keys turn
+    the redelivered events into duplicates. While the database is down the batch in hand is
+    retried with backoff and nothing is committed.
+    """
+
+    def __init__(
+        self,
+        consumer_factory: Callable[[], KafkaConsumer],
+        engine: StatusEngine,
+        topics: Mapping[str, EventFamily],
+        max_records: int,
+        on_batch: Callable[[list[ConsumerRecord], BatchResult], None] = lambda *_: None,
+    ) -> None:
+        self._consumer_factory = consumer_factory
+        self._engine = engine
+        self._topics = topics
+        self._max_records = max_records
+        self._messages = EventMessages()
+        self._on_batch = on_batch
+        self.assignment: set[TopicPartition] = set()
+
+    def run(self, stop: threading.Event) -> None:
+        consumer = self._consumer_factory()
+        consumer.subscribe(list(self._topics))
+        try:
+            while not stop.is_set():
+                polled = consumer.poll(timeout_ms=200, max_records=self._max_records)
+                self.assignment = set(consumer.assignment())
+                if not polled:
+                    continue
+                records = [record for batch in polled.values() for record in batch]
+                if not self._apply_until_done(records, stop):
+                    break
+                self._commit(consumer, records)
+        finally:
+            consumer.close(autocommit=False)
+            log.info("consumer stopped")
+
+    def _apply_until_done(self, records: list[ConsumerRecord], stop: threading.Event) -> bool:
+        """Apply the batch, retrying while the database is unreachable; False if told to stop."""
+        inbound, rejected = self.decode(records)
+        retrying = Retrying(
+            retry=retry_if_exception_type(DATABASE_ERRORS),
+            wait=wait_exponential(multiplier=0.1, max=5),
+            stop=stop_any(lambda _: stop.is_set()),
+            before_sleep=lambda state: log.warning(
+                "database unavailable; retrying the batch",
+                attempt=state.attempt_number,
+                error=str(state.outcome.exception()).splitlines()[0],
+            ),
+            reraise=True,
+        )
+        try:
+            result = retrying(self._engine.apply_batch, inbound, rejected)
+        except DATABASE_ERRORS:
+            log.warning("stopping with the batch unapplied; it will be redelivered")
+            return False
+        self._log(inbound, result, rejected)
+        self._on_batch(records, result)
+        return True
+
+    def decode(self, records: list[ConsumerRecord]) -> tuple[list[Inbound], list[RejectedMessage]]:
+        inbound, rejected = [], []
+        for record in records:
+            origin = Origin(record.topic, record.partition, record.offset, record.key, record.value)
+            try:
+                event = self._messages.decode(record.value)
+            except MessageRejected as error:
+                rejected.append(RejectedMessage(error.reason.value, error.detail, origin))
+                continue
+            expected = self._topics.get(record.topic)
+            if event.type.family is not expected:
+                rejected.append(
+                    RejectedMessage(
+                        RefusalReason.WRONG_TOPIC.value,
+                        f"{event.type.value} does not belong on {record.topic}",
+                        origin,
+                        event,
+                    )
+                )
+                continue
+            inbound.append(Inbound(event, origin))
+        return inbound, rejected
+
+    def _commit(self, consumer: KafkaConsumer, records: list[ConsumerRecord]) -> None:
+        offsets: dict[TopicPartition, OffsetAndMetadata] = {}
+        for record in records:
+            partition = TopicPartition(record.topic, record.partition)
+            offsets[partition] = OffsetAndMetadata(record.offset + 1, "", -1)
+        try:
+            consumer.commit(offsets)
+        except CommitFailedError as error:
+            log.warning(
+                "offset commit failed after a rebalance; batch will be redelivered "
+                "and deduplicated",
+                error=str(error),
+            )
+
+    def _log(
+        self, inbound: list[Inbound], result: BatchResult, rejected: list[RejectedMessage]
+    ) -> None:
+        for item, outcome in zip(inbound, result.outcomes, strict=True):
+            if outcome is not Outcome.APPLIED:
+                log.info(
+                    f"event {outcome.value}",
+                    connection_id=item.event.connection_id,
+                    session_id=item.event.session_id,
+                    event_id=str(item.event.event_id),
+                    event_type=item.event.type.value,
+                )
+        for t in result.transitions:
+            log.debug(
+                "status changed",
+                connection_id=t.connection_id,
+                session_id=t.session_id,
+                event_id=str(t.event_id),
+                sequence=t.sequence,
+                from_status=None if t.from_status is None else int(t.from_status),
+                to_status=int(t.to_status),
+            )
+        for r in result.refusals:
+            log.warning(
+                "event refused",
+                connection_id=r.event.connection_id,
+                session_id=r.event.session_id,
+                event_id=str(r.event.event_id),
+                reason=r.reason.value,
+                detail=r.detail,
+            )
+        for m in rejected:
+            log.warning(
+                "message rejected",
+                reason=m.reason,
+                detail=m.detail,
+                topic=m.origin.topic,
+                partition=m.origin.partition,
+                offset=m.origin.offset,
+            )

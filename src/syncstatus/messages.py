@@ -1,0 +1,119 @@
+"""The Kafka messages of syncstatus: input events and status changes, to and from Avro.
+
+Shared by the consumers, the producers and the helper other services publish with, so that
+every side encodes exactly the same way.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from syncstatus.schemas import (
+    SESSION_EVENT,
+    STATUS_CHANGED,
+    SingleObjectCodec,
+    UndecodableMessage,
+    UnknownSchema,
+)
+from syncstatus.statemachine.connection import RefusalReason, Transition
+from syncstatus.statemachine.events import EventType, InvalidEvent, SessionEvent, Substage
+
+UNKNOWN = "UNKNOWN"
+
+
+class MessageRejected(Exception):
+    """A message that cannot become an event; `reason` is the dead-letter reason."""
+
+    def __init__(self, reason: RefusalReason, detail: str) -> None:
+        super().__init__(f"{reason.value}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+class EventMessages:
+    """SessionEvent <-> Avro single-object bytes."""
+
+    def __init__(self) -> None:
+        self.codec = SingleObjectCodec(SESSION_EVENT)
+
+    def encode(self, event: SessionEvent) -> bytes:
+        return self.codec.encode(
+            {
+                "event_id": event.event_id,
+                "type": event.type.value,
+                "connection_id": event.connection_id,
+                "session_id": event.session_id,
+                "app": event.app,
+                "occurred_at": event.occurred_at,
+                "producer": event.producer,
+                "error": event.error,
+                "substage": event.substage.value if event.substage else None,
+                "attributes": dict(event.attributes),
+            }
+        )
+
+    def decode(self, value: bytes | None) -> SessionEvent:
+        if value is None:
+            raise MessageRejected(RefusalReason.UNDECODABLE, "the message has no value")
+        try:
+            record = self.codec.decode(value)
+        except UnknownSchema as error:
+            raise MessageRejected(RefusalReason.UNKNOWN_SCHEMA, str(error)) from error
+        except UndecodableMessage as error:
+            raise MessageRejected(RefusalReason.UNDECODABLE, str(error)) from error
+        if record["type"] == UNKNOWN:
+            raise MessageRejected(RefusalReason.INVALID_EVENT, "unknown event type")
+        if record["substage"] == UNKNOWN:
+            raise MessageRejected(RefusalReason.INVALID_EVENT, "unknown substage")
+        try:
+            return SessionEvent(
+                event_id=_uuid(record["event_id"]),
+                type=EventType(record["type"]),
+                connection_id=record["connection_id"],
+                session_id=record["session_id"],
+                app=record["app"],
+                occurred_at=record["occurred_at"],
+                producer=record["producer"],
+                error=record["error"],
+                substage=Substage(record["substage"]) if record["substage"] else None,
+                attributes=record["attributes"],
+            )
+        except (InvalidEvent, ValueError) as error:
+            raise MessageRejected(RefusalReason.INVALID_EVENT, str(error)) from error
+
+
+class StatusChangeMessages:
+    """Transition -> the StatusChanged record on the status topic, and back for readers."""
+
+    def __init__(self) -> None:
+        self.codec = SingleObjectCodec(STATUS_CHANGED)
+
+    def encode(self, t: Transition) -> bytes:
+        return self.codec.encode(
+            {
+                "connection_id": t.connection_id,
+                "session_id": t.session_id,
+                "app": t.app,
+                "sequence": t.sequence,
+                "from_code": None if t.from_status is None else int(t.from_status),
+                "from_name": None if t.from_status is None else t.from_status.label,
+                "to_code": int(t.to_status),
+                "to_name": t.to_status.label,
+                "stage": t.to_status.stage.label,
+                "is_error": t.to_status.is_error,
+                "substage": t.substage.value if t.substage else None,
+                "cause_event_id": t.event_id,
+                "cause_event_type": t.event_type.value,
+                "error": t.error,
+                "occurred_at": t.occurred_at,
+                "recorded_at": t.recorded_at,
+            }
+        )
+
+    def decode(self, value: bytes) -> dict[str, Any]:
+        return self.codec.decode(value)
+
+
+def _uuid(value: uuid.UUID | str) -> uuid.UUID:
+    return value if isinstance(value, uuid.UUID) else uuid.UUID(value)

@@ -1,0 +1,155 @@
+"""Relays: publish rows the engine recorded (status changes, dead letters) to Kafka.
+
+A row is marked published only after the broker acknowledged it. With an idempotent producer a
+failed send also fails every later send to its partition, so what is marked is a prefix per
+partition and the rest is sent again, in order, next round: a reader may see a message twice
+after a crash, never out of order and never with a gap.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy.exc
+import structlog
+from kafka import KafkaProducer
+from kafka.errors import KafkaError
+
+from syncstatus.messages import EventMessages, StatusChangeMessages
+from syncstatus.statemachine.connection import Transition
+from syncstatus.store.outbox import DeadLetter, RelayBatch
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    key: bytes | None
+    value: bytes
+    headers: list[tuple[str, bytes]]
+
+
+class Relay:
+    """Moves rows from one outbox-like table to one topic."""
+
+    def __init__(
+        self,
+        name: str,
+        fetch: Callable[[int], AbstractContextManager[RelayBatch | None]],
+        to_message: Callable[[Any], Message],
+        producer_factory: Callable[[], KafkaProducer],
+        topic: str,
+        batch_size: int,
+        idle_s: float,
+        on_published: Callable[[int], None] = lambda _: None,
+    ) -> None:
+        self.name = name
+        self._fetch = fetch
+        self._to_message = to_message
+        self._producer_factory = producer_factory
+        self._producer: KafkaProducer | None = None
+        self._topic = topic
+        self._batch_size = batch_size
+        self._idle_s = idle_s
+        self._on_published = on_published
+
+    def run(self, stop: threading.Event) -> None:
+        try:
+            while not stop.is_set():
+                try:
+                    published = self.relay_once()
+                except sqlalchemy.exc.DBAPIError as error:
+                    log.warning(
+                        "relay cannot reach the database",
+                        relay=self.name,
+                        error=str(error).splitlines()[0],
+                    )
+                    stop.wait(1.0)
+                    continue
+                except KafkaError as error:
+                    log.warning("relay cannot reach Kafka", relay=self.name, error=repr(error))
+                    self._reset_producer()
+                    stop.wait(1.0)
+                    continue
+                if published == 0:
+                    stop.wait(self._idle_s)
+        finally:
+            if self._producer is not None:
+                self._producer.close(timeout=5)
+
+    def relay_once(self) -> int:
+        """Publish one batch; return how many rows Kafka acknowledged."""
+        with self._fetch(self._batch_size) as batch:
+            if not batch or not batch.items:
+                return 0
+            producer = self._producer or self._producer_factory()
+            self._producer = producer
+            futures = []
+            for row_id, row in batch.items:
+                message = self._to_message(row)
+                future = producer.send(
+                    self._topic, key=message.key, value=message.value, headers=message.headers
+                )
+                futures.append((row_id, future))
+            producer.flush()
+            acknowledged = []
+            for row_id, future in futures:
+                try:
+                    future.get(timeout=0)
+                    acknowledged.append(row_id)
+                except KafkaError as error:
+                    log.warning(
+                        "send not acknowledged; will resend", relay=self.name, error=repr(error)
+                    )
+            if len(acknowledged) < len(futures):
+                self._reset_producer()
+            batch.mark_published(acknowledged)
+        self._on_published(len(acknowledged))
+        return len(acknowledged)
+
+    def _reset_producer(self) -> None:
+        """A producer that lost its broker may stay broken; the next round makes a new one."""
+        if self._producer is not None:
+            self._producer.close(timeout=1)
+            self._producer = None
+
+
+def status_change_message(messages: StatusChangeMessages) -> Callable[[Transition], Message]:
+    def to_message(t: Transition) -> Message:
+        return Message(t.connection_id.encode(), messages.encode(t), [])
+
+    return to_message
+
+
+def dead_letter_message(messages: EventMessages) -> Callable[[DeadLetter], Message]:
+    """The original key and bytes untouched, and headers that say why and where from."""
+
+    def to_message(d: DeadLetter) -> Message:
+        headers = [("reason", d.reason.encode()), ("detail", d.detail.encode())]
+        headers += _optional_headers(
+            event_id=None if d.event is None else str(d.event.event_id),
+            event_type=d.event_type,
+            from_status=None if d.from_status is None else str(d.from_status),
+            connection_id=d.connection_id,
+        )
+        if d.origin is not None:
+            headers += [
+                ("source_topic", d.origin.topic.encode()),
+                ("source_partition", str(d.origin.partition).encode()),
+                ("source_offset", str(d.origin.offset).encode()),
+            ]
+            return Message(d.origin.key, d.origin.value, headers)
+        assert d.event is not None, "a dead letter has its message or its event"
+        return Message(d.event.connection_id.encode(), messages.encode(d.event), headers)
+
+    return to_message
+
+
+def _optional_headers(**values: str | None) -> Iterator[tuple[str, bytes]]:
+    for name, value in values.items():
+        if value is not None:
+            yield name, value.encode()
