@@ -103,6 +103,17 @@ def test_a_newer_event_of_the_session_that_lies_behind_is_an_illegal_transition(
     assert "LOADING_COMPLETED is not allowed from 19 Synced" in refusal.detail
 
 
+def test_a_parked_event_that_a_later_transition_overtook_is_refused():
+    connection, _ = run(happy_session()[:3])  # Loading
+    completed = event(E.STRUCTURING_STARTED)
+    failed = event(E.LOADING_FAILED)
+    connection.accept(completed, NOW, POLICY)
+    connection.accept(failed, NOW, POLICY)  # applies: Loading Error
+    assert connection.status is Status.LOADING_ERROR
+    assert [r.reason for r in connection.refusals] == [RefusalReason.STALE]
+    assert connection.parked == []
+
+
 def test_a_parked_event_is_refused_once_the_window_passes():
     connection, _ = run([event(E.AUTHORIZATION_STARTED), event(E.LOADING_COMPLETED)])
     assert len(connection.parked) == 1
@@ -113,9 +124,12 @@ def test_a_parked_event_is_refused_once_the_window_passes():
 
 def test_deduplication_apps_cannot_skip_deduplication():
     connection, _ = run(happy_session(app="plaid")[:4])
-    _, outcomes = run([event(E.STRUCTURING_STARTED, app="plaid")], connection)
+    later = connection.last_occurred_at + timedelta(seconds=10)
+    structuring = event(E.STRUCTURING_STARTED, app="plaid", at=later)
+    _, outcomes = run([structuring], connection)
     assert outcomes == [Outcome.PARKED]
-    _, outcomes = run([event(E.DEDUPLICATION_STARTED, app="plaid")], connection)
+    dedup = event(E.DEDUPLICATION_STARTED, app="plaid", at=later - timedelta(seconds=5))
+    _, outcomes = run([dedup], connection)
     assert outcomes == [Outcome.APPLIED]
     assert connection.status is Status.STRUCTURING  # the parked event followed
 

@@ -125,19 +125,13 @@ class Connection:
         if self._try_apply(event, now, policy):
             self._release_parked(now, policy)
             return Outcome.APPLIED
-        if self.last_occurred_at is not None and event.occurred_at <= self.last_occurred_at:
-            self._refuse(event, RefusalReason.STALE, "older than the connection's last transition")
-            return Outcome.REFUSED
-        if self._may_become_applicable(event):
+        refusal = self._refusal_for_inapplicable(event)
+        if refusal is None:
             parked = ParkedEvent(event, now)
             self.parked.append(parked)
             self.newly_parked.append(parked)
             return Outcome.PARKED
-        self._refuse(
-            event,
-            RefusalReason.ILLEGAL_TRANSITION,
-            f"{event.type.value} is not allowed from {self._status_text()}",
-        )
+        self._refuse(event, *refusal)
         return Outcome.REFUSED
 
     def expire_parked(self, now: datetime, policy: Policy) -> None:
@@ -174,13 +168,7 @@ class Connection:
         )
 
     def _try_apply(self, event: SessionEvent, now: datetime, policy: Policy) -> bool:
-        app = self.app or event.app
-        ctx = GuardContext(
-            deduplication_required=app in policy.deduplication_apps,
-            completed_substages=self.completed_substages,
-            timed_out_from=self.timed_out_from,
-        )
-        target = TRANSITIONS.decide(self.status, event.type, ctx)
+        target = self._target_of(event, policy)
         if target is None:
             return False
         self.version += 1
@@ -189,7 +177,7 @@ class Connection:
                 connection_id=self.connection_id,
                 sequence=self.version,
                 session_id=event.session_id,
-                app=app,
+                app=self.app or event.app,
                 from_status=self.status,
                 to_status=target,
                 event_id=event.event_id,
@@ -206,7 +194,7 @@ class Connection:
         elif event.type is EventType.PROCESSING_SUBSTAGE_COMPLETED and event.substage:
             self.completed_substages = self.completed_substages | {event.substage}
         self.timed_out_from = self.status if target is Status.TIMED_OUT else None
-        self.app = app
+        self.app = self.app or event.app
         self.status = target
         self.session_id = event.session_id
         self.status_changed_at = now
@@ -214,17 +202,37 @@ class Connection:
             self.last_occurred_at = event.occurred_at
         return True
 
-    def _may_become_applicable(self, event: SessionEvent) -> bool:
-        """A newer event may wait for the events before it when it belongs further along.
+    def _target_of(self, event: SessionEvent, policy: Policy) -> Status | None:
+        """The status the event moves this connection to now, or None if it does not apply."""
+        ctx = GuardContext(
+            deduplication_required=(self.app or event.app) in policy.deduplication_apps,
+            completed_substages=self.completed_substages,
+            timed_out_from=self.timed_out_from,
+        )
+        return TRANSITIONS.decide(self.status, event.type, ctx)
 
-        An event of another session waits for that session to start here; one of the current
-        session waits only if its target lies beyond the current status on the flow.
+    def _refusal_for_inapplicable(self, event: SessionEvent) -> tuple[RefusalReason, str] | None:
+        """Why an event that does not apply now never will; None if it may still apply.
+
+        An older event than the last transition is stale. A newer one may wait for the events
+        before it: one of another session waits for that session to start here, one of the
+        current session waits only if its target lies beyond the current status on the flow.
         """
+        if self.last_occurred_at is not None and event.occurred_at <= self.last_occurred_at:
+            return RefusalReason.STALE, "older than the connection's last transition"
         if self.status is None or event.session_id != self.session_id:
-            return True
-        return TRANSITIONS.rank[TRANSITIONS.target_of[event.type]] > TRANSITIONS.rank[self.status]
+            return None
+        target = TRANSITIONS.target_of[event.type]
+        if TRANSITIONS.rank[target] > TRANSITIONS.rank[self.status]:
+            return None
+        return (
+            RefusalReason.ILLEGAL_TRANSITION,
+            f"{event.type.value} is not allowed from {self._status_text()}",
+        )
 
     def _release_parked(self, now: datetime, policy: Policy) -> None:
+        """Apply what the new status unblocked, earliest first; then refuse what can no
+        longer apply, exactly as if it had arrived now."""
         progressed = True
         while progressed:
             progressed = False
@@ -233,6 +241,11 @@ class Connection:
                     self._unpark(parked)
                     progressed = True
                     break
+        for parked in list(self.parked):
+            refusal = self._refusal_for_inapplicable(parked.event)
+            if refusal is not None:
+                self._unpark(parked)
+                self._refuse(parked.event, *refusal)
 
     def _unpark(self, parked: ParkedEvent) -> None:
         self.parked.remove(parked)

@@ -1,0 +1,138 @@
+"""Driving the real service through Kafka: settings per test, the service in a thread, and
+readers of the output topics."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from syncstatus.bootstrap import build, build_service
+from syncstatus.embedded import EmbeddedKafka
+from syncstatus.kafka import ensure_topics
+from syncstatus.messages import StatusChangeMessages
+from syncstatus.producers.publisher import EventPublisher
+from syncstatus.reader import TopicReader
+from syncstatus.settings import Settings
+from syncstatus.statemachine.events import EventFamily
+
+
+def settings_for(kafka: EmbeddedKafka, database_url: str, **overrides: object) -> Settings:
+    """Topics and group of their own, so tests on one broker never see each other."""
+    prefix = f"t{uuid.uuid4().hex[:8]}"
+    values: dict[str, object] = {
+        "database_url": database_url,
+        "bootstrap_servers": kafka.bootstrap_servers,
+        "topic_auth": f"{prefix}.auth",
+        "topic_webhooks": f"{prefix}.webhooks",
+        "topic_pipeline": f"{prefix}.pipeline",
+        "topic_status": f"{prefix}.status",
+        "topic_dead_letter": f"{prefix}.dead-letter",
+        "consumer_group": f"{prefix}.syncstatus",
+        "kafka_session_timeout_ms": 2000,
+        "kafka_heartbeat_interval_ms": 500,
+        "sweep_interval_s": 0.2,
+        "log_level": "WARNING",
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+def env_for(settings: Settings) -> dict[str, str]:
+    """The same settings as SYNCSTATUS_* variables, for a service run as a process."""
+    env = {}
+    for name in settings.model_fields:
+        value = getattr(settings, name)
+        if isinstance(value, (set, dict)):
+            continue
+        env[f"SYNCSTATUS_{name.upper()}"] = (
+            str(value).lower() if isinstance(value, bool) else (str(value))
+        )
+    return env
+
+
+@contextmanager
+def running_service(settings: Settings) -> Iterator[None]:
+    application = build(settings)
+    service = build_service(application)
+    thread = threading.Thread(target=service.run, kwargs={"handle_signals": False}, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        service.stop.set()
+        thread.join(timeout=30)
+        application.close()
+
+
+def publisher_for(settings: Settings) -> EventPublisher:
+    return EventPublisher(
+        settings.bootstrap_servers,
+        {
+            EventFamily.AUTHORIZATION: settings.topic_auth,
+            EventFamily.WEBHOOK: settings.topic_webhooks,
+            EventFamily.PIPELINE: settings.topic_pipeline,
+        },
+    )
+
+
+@dataclass
+class Outputs:
+    """Everything seen on the status and dead-letter topics so far."""
+
+    changes: dict[str, list[dict]] = field(default_factory=lambda: defaultdict(list))
+    dead_letters: list[tuple[bytes | None, bytes, dict[str, bytes]]] = field(default_factory=list)
+
+
+class OutputReader:
+    def __init__(self, settings: Settings) -> None:
+        ensure_topics(settings)
+        self.settings = settings
+        self._reader = TopicReader(
+            settings.bootstrap_servers, [settings.topic_status, settings.topic_dead_letter]
+        )
+        self._messages = StatusChangeMessages()
+        self.seen = Outputs()
+
+    def poll(self) -> None:
+        for record in self._reader.poll(100):
+            if record.topic == self.settings.topic_status:
+                change = self._messages.decode(record.value)
+                self.seen.changes[change["connection_id"]].append(change)
+            else:
+                self.seen.dead_letters.append(
+                    (record.key, record.value, {k: v for k, v in record.headers or []})
+                )
+
+    def wait_for(
+        self,
+        condition: Callable[[Outputs], bool],
+        timeout_s: float = 30,
+        explain: Callable[[Outputs], object] = lambda seen: seen,
+    ) -> Outputs:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            self.poll()
+            if condition(self.seen):
+                return self.seen
+        raise AssertionError(f"not met within {timeout_s} s: {explain(self.seen)}")
+
+    def close(self) -> None:
+        self._reader.close()
+
+
+def latest(changes: list[dict]) -> dict:
+    return max(changes, key=lambda c: c["sequence"])
+
+
+def gapless(changes: list[dict]) -> bool:
+    """Sequences 1..n, each first seen in order (duplicates allowed after a crash)."""
+    first_seen: list[int] = []
+    for change in changes:
+        if change["sequence"] not in first_seen:
+            first_seen.append(change["sequence"])
+    return first_seen == list(range(1, len(first_seen) + 1))
