@@ -1,4 +1,5 @@
 PYTHON ?= python3
+DATA_DIR ?= .syncstatus
 
 .PHONY: install run test bench
 
@@ -7,7 +8,7 @@ install:
 
 # Start the embedded service (Tansu + PostgreSQL) and show a demo session.
 run: install
-	syncstatus dev --demo
+	syncstatus dev --demo --data-dir $(DATA_DIR)
 
 # Install and run the whole test suite (unit, integration, end-to-end).
 test: install

@@ -157,3 +157,7 @@ def docs_command(
     """Regenerate the statuses and transitions page from the machine."""
     output.write_text(docs.statuses_page())
     typer.echo(f"wrote {output}")
+
+
+if __name__ == "__main__":
+    app()

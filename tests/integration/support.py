@@ -10,6 +10,9 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import sqlalchemy as sa
 
 from syncstatus.bootstrap import build, build_service
 from syncstatus.embedded import EmbeddedKafka
@@ -18,7 +21,10 @@ from syncstatus.messages import StatusChangeMessages
 from syncstatus.producers.publisher import EventPublisher
 from syncstatus.reader import TopicReader
 from syncstatus.settings import Settings
-from syncstatus.statemachine.events import EventFamily
+from syncstatus.statemachine.events import EventFamily, EventType, SessionEvent, Substage
+from syncstatus.statemachine.statuses import Status
+
+E = EventType
 
 
 def settings_for(kafka: EmbeddedKafka, database_url: str, **overrides: object) -> Settings:
@@ -45,7 +51,7 @@ def settings_for(kafka: EmbeddedKafka, database_url: str, **overrides: object) -
 def env_for(settings: Settings) -> dict[str, str]:
     """The same settings as SYNCSTATUS_* variables, for a service run as a process."""
     env = {}
-    for name in settings.model_fields:
+    for name in type(settings).model_fields:
         value = getattr(settings, name)
         if isinstance(value, (set, dict)):
             continue
@@ -125,8 +131,9 @@ class OutputReader:
         self._reader.close()
 
 
-def latest(changes: list[dict]) -> dict:
-    return max(changes, key=lambda c: c["sequence"])
+def latest_status(changes: list[dict]) -> int | None:
+    """The status after the highest sequence seen, None before the first change."""
+    return max(changes, key=lambda c: c["sequence"])["to_code"] if changes else None
 
 
 def gapless(changes: list[dict]) -> bool:
@@ -136,3 +143,60 @@ def gapless(changes: list[dict]) -> bool:
         if change["sequence"] not in first_seen:
             first_seen.append(change["sequence"])
     return first_seen == list(range(1, len(first_seen) + 1))
+
+
+def synced_sessions(connections: int, prefix: str) -> list[SessionEvent]:
+    """Every connection from Authorization to Synced, step k of all before step k+1 of any."""
+    start = datetime.now(UTC)
+    flow = [
+        E.AUTHORIZATION_STARTED,
+        E.AUTHORIZATION_SUCCEEDED,
+        E.LOADING_STARTED,
+        E.LOADING_COMPLETED,
+        E.STRUCTURING_STARTED,
+        E.STRUCTURING_COMPLETED,
+        E.PROCESSING_STARTED,
+        *[E.PROCESSING_SUBSTAGE_COMPLETED] * 5,
+        E.PROCESSING_COMPLETED,
+        E.SYNC_COMPLETED,
+    ]
+    events = []
+    for step, kind in enumerate(flow):
+        for c in range(connections):
+            substage = list(Substage)[step - 7] if kind is E.PROCESSING_SUBSTAGE_COMPLETED else None
+            events.append(
+                SessionEvent(
+                    event_id=uuid.uuid4(),
+                    type=kind,
+                    connection_id=f"{prefix}-{c}",
+                    session_id=f"{prefix}-{c}-s",
+                    app="facebook_ads",
+                    occurred_at=start + timedelta(seconds=step),
+                    producer="tests",
+                    substage=substage,
+                )
+            )
+    return events
+
+
+def assert_applied_exactly_once(db_url: str, events: list[SessionEvent], seen: Outputs) -> None:
+    """Every event applied once, every connection at Synced with sequences 1..14 on the topic."""
+    engine = sa.create_engine(db_url)
+    with engine.connect() as connection:
+        history = connection.execute(
+            sa.text("SELECT event_id, count(*) FROM status_history GROUP BY event_id")
+        ).all()
+        statuses = connection.execute(
+            sa.text("SELECT status, version, count(*) FROM connections GROUP BY status, version")
+        ).all()
+        processed = connection.execute(sa.text("SELECT count(*) FROM processed_events")).scalar()
+    engine.dispose()
+    connections = len({e.connection_id for e in events})
+    assert {event_id for event_id, _ in history} == {e.event_id for e in events}
+    assert all(count == 1 for _, count in history), "an event was applied twice"
+    assert statuses == [(Status.SYNCED, 14, connections)]
+    assert processed == len(events)
+    for connection_id in {e.connection_id for e in events}:
+        changes = seen.changes[connection_id]
+        assert gapless(changes), connection_id
+        assert {c["sequence"] for c in changes} == set(range(1, 15)), connection_id

@@ -17,7 +17,14 @@ from syncstatus.statemachine.events import EventType, SessionEvent, Substage
 from syncstatus.statemachine.statuses import Status
 from syncstatus.statemachine.table import TRANSITIONS
 
-from .support import OutputReader, gapless, latest, publisher_for, running_service, settings_for
+from .support import (
+    OutputReader,
+    gapless,
+    latest_status,
+    publisher_for,
+    running_service,
+    settings_for,
+)
 
 E = EventType
 
@@ -119,7 +126,7 @@ def test_every_transition_of_the_table_reaches_the_status_topic(kafka, database_
         return (
             status is None
             or bool(seen.changes[cid])
-            and (latest(seen.changes[cid])["to_code"] == status)
+            and (latest_status(seen.changes[cid]) == status)
         )
 
     def fired(seen, cid) -> bool:
@@ -219,7 +226,7 @@ def test_bad_messages_are_dead_lettered_and_later_events_still_apply(settings):
         seen = reader.wait_for(
             lambda seen: (
                 len(seen.dead_letters) >= 4
-                and latest(seen.changes["bad"])["to_code"] == Status.AUTHORIZED
+                and latest_status(seen.changes["bad"]) == Status.AUTHORIZED
             )
         )
     reasons = {value: headers["reason"].decode() for _, value, headers in seen.dead_letters}
@@ -227,7 +234,7 @@ def test_bad_messages_are_dead_lettered_and_later_events_still_apply(settings):
     assert reasons[unknown_schema] == "unknown_schema"
     assert reasons[unknown_type] == "invalid_event"
     assert reasons[wrong_topic] == "wrong_topic"
-    for key, value, headers in seen.dead_letters:
+    for key, _value, headers in seen.dead_letters:
         assert key == b"bad"
         assert headers["source_topic"] == settings.topic_auth.encode()
         assert int(headers["source_offset"]) >= 0
@@ -250,9 +257,7 @@ def test_an_illegal_transition_is_dead_lettered_with_its_status_and_type(setting
             publisher.publish(e)
         publisher.flush()
         reader.wait_for(
-            lambda seen: (
-                seen.changes["ill"] and latest(seen.changes["ill"])["to_code"] == Status.LOADED
-            )
+            lambda seen: seen.changes["ill"] and latest_status(seen.changes["ill"]) == Status.LOADED
         )
         for e in (illegal, after):
             publisher.publish(e)
@@ -261,7 +266,7 @@ def test_an_illegal_transition_is_dead_lettered_with_its_status_and_type(setting
             lambda seen: (
                 seen.dead_letters
                 and seen.changes["ill"]
-                and latest(seen.changes["ill"])["to_code"] == Status.STRUCTURING
+                and latest_status(seen.changes["ill"]) == Status.STRUCTURING
             )
         )
     ((key, value, headers),) = seen.dead_letters
@@ -296,9 +301,7 @@ def test_events_out_of_order_across_two_topics_give_the_right_history(settings):
             publisher.publish(e)
         publisher.flush()
         seen = reader.wait_for(
-            lambda seen: (
-                seen.changes["ooo"] and latest(seen.changes["ooo"])["to_code"] == Status.SYNCED
-            )
+            lambda seen: seen.changes["ooo"] and latest_status(seen.changes["ooo"]) == Status.SYNCED
         )
     history = sorted(seen.changes["ooo"], key=lambda c: c["sequence"])
     assert [c["cause_event_id"] for c in history] == [e.event_id for e in events]

@@ -1,0 +1,113 @@
+"""Crashes mid-stream: nothing accepted is lost, nothing is applied twice, no sequence gaps."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+from syncstatus.embedded import EmbeddedPostgres
+
+from .support import (
+    OutputReader,
+    assert_applied_exactly_once,
+    env_for,
+    publisher_for,
+    running_service,
+    settings_for,
+    synced_sessions,
+)
+
+
+def publish_paced(settings, events, per_second: int) -> threading.Thread:
+    """Publish in the background at a steady rate, so faults land mid-stream."""
+
+    def publish() -> None:
+        publisher = publisher_for(settings)
+        for i, event in enumerate(events):
+            publisher.publish(event)
+            if i % 100 == 99:
+                publisher.flush()
+                time.sleep(100 / per_second)
+        publisher.flush()
+        publisher.close()
+
+    thread = threading.Thread(target=publish, daemon=True)
+    thread.start()
+    return thread
+
+
+def start_service(settings, log_path) -> subprocess.Popen:
+    env = {**os.environ, **env_for(settings)}
+    return subprocess.Popen(
+        [sys.executable, "-m", "syncstatus.cli", "run"],
+        env=env,
+        stdout=open(log_path, "ab"),  # noqa: SIM115
+        stderr=subprocess.STDOUT,
+    )
+
+
+def changes_seen(seen) -> int:
+    return sum(len(c) for c in seen.changes.values())
+
+
+def test_sigkill_mid_stream_loses_nothing_and_applies_nothing_twice(kafka, database_url, tmp_path):
+    settings = settings_for(kafka, database_url)
+    events = synced_sessions(300, "kill")
+    reader = OutputReader(settings)
+    log = tmp_path / "service.log"
+    service = start_service(settings, log)
+    publisher = publish_paced(settings, events, per_second=1500)
+    reader.wait_for(lambda seen: changes_seen(seen) >= 1000, 60)
+    service.send_signal(signal.SIGKILL)
+    assert changes_seen(reader.seen) < len(events), "the kill came too late to matter"
+    service.wait(10)
+    service = start_service(settings, log)
+    try:
+        publisher.join(60)
+        seen = reader.wait_for(
+            lambda seen: all(
+                len({c["sequence"] for c in seen.changes[f"kill-{i}"]}) == 14 for i in range(300)
+            ),
+            90,
+            lambda seen: changes_seen(seen),
+        )
+    finally:
+        service.send_signal(signal.SIGTERM)
+        assert service.wait(30) == 0, log.read_text()[-3000:]
+    reader.close()
+    assert_applied_exactly_once(database_url, events, seen)
+
+
+def test_database_stopped_and_restarted_mid_stream(kafka, tmp_path, capfd):
+    postgres = EmbeddedPostgres(tmp_path / "pg")
+    postgres.start()
+    try:
+        database_url = postgres.url
+        settings = settings_for(kafka, database_url)
+        events = synced_sessions(300, "db")
+        reader = OutputReader(settings)
+        with running_service(settings):
+            publisher = publish_paced(settings, events, per_second=1500)
+            reader.wait_for(lambda seen: changes_seen(seen) >= 1000, 60)
+            postgres.stop()
+            time.sleep(3)
+            assert changes_seen(reader.seen) < len(events), "the outage came too late to matter"
+            postgres.start()
+            publisher.join(60)
+            seen = reader.wait_for(
+                lambda seen: all(
+                    len({c["sequence"] for c in seen.changes[f"db-{i}"]}) == 14 for i in range(300)
+                ),
+                90,
+                lambda seen: changes_seen(seen),
+            )
+        reader.close()
+        assert_applied_exactly_once(database_url, events, seen)
+        captured = capfd.readouterr()
+        assert "database unavailable; retrying the batch" in captured.out + captured.err
+    finally:
+        postgres.stop()
