@@ -152,11 +152,14 @@ def diagram() -> None:
 
 @app.command("docs")
 def docs_command(
-    output: Path = typer.Option(Path("docs/statuses.md"), help="Where to write the page."),
+    root: Path = typer.Option(Path("."), help="The repository to regenerate the pages in."),
 ) -> None:
-    """Regenerate the statuses and transitions page from the machine."""
-    output.write_text(docs.statuses_page())
-    typer.echo(f"wrote {output}")
+    """Regenerate docs/statuses.md and the README's settings table from the code."""
+    statuses = root / "docs" / "statuses.md"
+    statuses.write_text(docs.statuses_page())
+    readme = root / "README.md"
+    readme.write_text(docs.with_settings_table(readme.read_text()))
+    typer.echo(f"wrote {statuses} and the settings table of {readme}")
 
 
 if __name__ == "__main__":

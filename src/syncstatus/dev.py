@@ -10,7 +10,7 @@ from pathlib import Path
 from syncstatus.embedded import LOOPBACK, EmbeddedKafka, EmbeddedPostgres, free_port
 from syncstatus.settings import Settings
 
-# Tansu holds every group join for half the session timeout (see docs/operations.md).
+# Tansu holds every group join for half the session timeout (README, Settings).
 TANSU_CONSUMER = {"kafka_session_timeout_ms": 2000, "kafka_heartbeat_interval_ms": 500}
 
 

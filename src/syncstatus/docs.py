@@ -3,6 +3,9 @@ and a test fails when the committed file differs from it."""
 
 from __future__ import annotations
 
+import json
+
+from syncstatus.settings import Settings
 from syncstatus.statemachine.connection import TIMEOUT_STATUSES
 from syncstatus.statemachine.events import EventType
 from syncstatus.statemachine.machine import ConnectionStatusMachine
@@ -61,3 +64,25 @@ def statuses_page() -> str:
         "## Guards\n\n" + guard_table() + "\n"
         "## Diagram\n\n```mermaid\n" + mermaid() + "```\n"
     )
+
+
+def settings_table() -> str:
+    """The README's settings table, from the settings model."""
+    lines = ["| variable | default | meaning |", "|---|---|---|"]
+    for name, field in Settings.model_fields.items():
+        default = field.default_factory() if field.default_factory else field.default
+        if isinstance(default, set | dict):
+            default = json.dumps(sorted(default) if isinstance(default, set) else default)
+        lines.append(f"| `SYNCSTATUS_{name.upper()}` | `{default}` | {field.description} |")
+    return "\n".join(lines) + "\n"
+
+
+README_SETTINGS = ("<!-- settings:start -->\n", "<!-- settings:end -->\n")
+
+
+def with_settings_table(readme: str) -> str:
+    """The README with its settings table regenerated between the markers."""
+    start, end = README_SETTINGS
+    before, rest = readme.split(start)
+    _, after = rest.split(end)
+    return before + start + settings_table() + end + after

@@ -26,3 +26,12 @@ def test_the_diagram_names_every_status():
     for status in TRANSITIONS.rank:
         if status is not None:
             assert f'"{status.label}"' in diagram
+
+
+def test_the_readme_settings_table_matches_the_settings_model():
+    readme = (ROOT / "README.md").read_text()
+    assert readme == docs.with_settings_table(readme), "run `syncstatus docs` and commit"
+
+
+def test_every_setting_has_a_description():
+    assert "None |" not in docs.settings_table()
