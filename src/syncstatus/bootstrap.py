@@ -5,16 +5,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import sqlalchemy as sa
+import sqlalchemy.exc
 from kafka import KafkaConsumer, KafkaProducer
 
 from syncstatus.consumers.event_consumer import EventConsumer
 from syncstatus.engine import StatusEngine
 from syncstatus.kafka import client_config, ensure_topics, input_topics
 from syncstatus.messages import EventMessages, StatusChangeMessages
+from syncstatus.observability import HttpEndpoint, Metrics, health_app
 from syncstatus.producers.relay import Relay, dead_letter_message, status_change_message
 from syncstatus.service import Loop, Service
 from syncstatus.settings import Settings
-from syncstatus.store.database import create_engine, migrate
+from syncstatus.store.database import create_engine, database_reachable, migrate
 from syncstatus.store.outbox import OutboxStore
 from syncstatus.store.postgres import PostgresStore
 from syncstatus.store.queries import StatusQueries
@@ -74,8 +76,13 @@ def build_service(application: Application) -> Service:
             delivery_timeout_ms=settings.delivery_timeout_ms,
         )
 
+    metrics = Metrics()
     event_consumer = EventConsumer(
-        consumer, application.engine, input_topics(settings), settings.batch_size
+        consumer,
+        application.engine,
+        input_topics(settings),
+        settings.batch_size,
+        metrics.record_batch,
     )
     status_relay = Relay(
         "status-relay",
@@ -85,6 +92,7 @@ def build_service(application: Application) -> Service:
         settings.topic_status,
         settings.relay_batch_size,
         settings.relay_idle_s,
+        metrics.published.labels("status").inc,
     )
     dead_letter_relay = Relay(
         "dead-letter-relay",
@@ -94,9 +102,10 @@ def build_service(application: Application) -> Service:
         settings.topic_dead_letter,
         settings.relay_batch_size,
         settings.relay_idle_s,
+        metrics.published.labels("dead-letter").inc,
     )
-    sweeper = TimeoutSweeper(application.engine, settings.sweep_interval_s)
-    return Service(
+    sweeper = TimeoutSweeper(application.engine, settings.sweep_interval_s, metrics.record_sweep)
+    service = Service(
         [
             Loop("consumer", event_consumer.run),
             Loop("status-relay", status_relay.run),
@@ -104,3 +113,24 @@ def build_service(application: Application) -> Service:
             Loop("sweeper", sweeper.run),
         ]
     )
+
+    def backlog(index: int) -> float:
+        try:
+            return float(outbox.backlog()[index])
+        except sqlalchemy.exc.DBAPIError:
+            return float("nan")
+
+    metrics.outbox_backlog.set_function(lambda: backlog(0))
+    metrics.outbox_oldest_age.set_function(lambda: backlog(1))
+    metrics.assigned_partitions.set_function(lambda: len(event_consumer.assignment))
+
+    def ready() -> tuple[bool, dict[str, bool]]:
+        checks = {
+            "database": database_reachable(application.database),
+            "partitions_assigned": bool(event_consumer.assignment),
+        }
+        return all(checks.values()), checks
+
+    app = health_app(metrics, lambda: not service.stop.is_set(), ready)
+    service.loops.append(Loop("http", HttpEndpoint(app, settings.metrics_port).run))
+    return service

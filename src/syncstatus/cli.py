@@ -54,6 +54,8 @@ def dev(
             f"{settings.topic_webhooks}, {settings.topic_pipeline} in; {settings.topic_status}, "
             f"{settings.topic_dead_letter} out)\n"
             f"  PostgreSQL: {settings.database_url}\n"
+            f"  Metrics:    http://127.0.0.1:{settings.metrics_port}/metrics  "
+            f"(/healthz, /readyz)\n"
             f"  other terminal: SYNCSTATUS_BOOTSTRAP_SERVERS={settings.bootstrap_servers} "
             f"SYNCSTATUS_DATABASE_URL={settings.database_url} syncstatus tail\n"
             f"Ctrl-C stops it."
@@ -83,12 +85,13 @@ def tail(
     as_json: bool = typer.Option(False, "--json", help="One JSON object per line."),
 ) -> None:
     """Print the status topic live, decoded, from the beginning."""
+    from syncstatus.kafka import client_config
     from syncstatus.messages import StatusChangeMessages
     from syncstatus.reader import TopicReader
 
     settings = Settings()
     messages = StatusChangeMessages()
-    reader = TopicReader(settings.bootstrap_servers, [settings.topic_status])
+    reader = TopicReader(client_config(settings), [settings.topic_status])
     try:
         for record in reader.follow():
             change = messages.decode(record.value)
@@ -106,6 +109,13 @@ def tail(
         pass
     finally:
         reader.close()
+
+
+@app.command()
+def config() -> None:
+    """Print the effective settings, secrets masked."""
+    for name, value in Settings().redacted().items():
+        typer.echo(f"SYNCSTATUS_{name.upper()}={value}")
 
 
 @app.command("migrate")

@@ -14,11 +14,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from syncstatus.kafka import client_config, family_topics
 from syncstatus.messages import StatusChangeMessages
 from syncstatus.producers.publisher import EventPublisher
 from syncstatus.reader import TopicReader
 from syncstatus.settings import Settings
-from syncstatus.statemachine.events import EventFamily, EventType, SessionEvent, Substage
+from syncstatus.statemachine.events import EventType, SessionEvent, Substage
 from syncstatus.statemachine.statuses import Status
 
 E = EventType
@@ -67,14 +68,9 @@ def run_demo(settings: Settings, say: Callable[[str], None] = print, timeout_s: 
     run = uuid.uuid4().hex[:6]
     connections = {app: f"{app}-{run}" for app in ("facebook_ads", "plaid")}
     sessions = {app: f"session-{run}-{app}" for app in connections}
-    topics = {
-        EventFamily.AUTHORIZATION: settings.topic_auth,
-        EventFamily.WEBHOOK: settings.topic_webhooks,
-        EventFamily.PIPELINE: settings.topic_pipeline,
-    }
-    publisher = EventPublisher(settings.bootstrap_servers, topics)
+    publisher = EventPublisher(client_config(settings), family_topics(settings))
     reader = TopicReader(
-        settings.bootstrap_servers, [settings.topic_status, settings.topic_dead_letter]
+        client_config(settings), [settings.topic_status, settings.topic_dead_letter]
     )
     messages = StatusChangeMessages()
     started = time.monotonic()

@@ -35,6 +35,7 @@ def embedded(data_dir: Path, base: Settings) -> Iterator[Settings]:
         defaults = {
             "database_url": postgres.url,
             "bootstrap_servers": kafka.bootstrap_servers,
+            "metrics_port": _port(9108),
             **TANSU_CONSUMER,
         }
         update = {k: v for k, v in defaults.items() if k not in base.model_fields_set}

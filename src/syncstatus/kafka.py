@@ -13,8 +13,23 @@ from syncstatus.statemachine.events import EventFamily
 
 
 def client_config(settings: Settings) -> dict[str, Any]:
-    """Connection settings every client of the service shares."""
-    return {"bootstrap_servers": settings.bootstrap_servers.split(",")}
+    """Connection and security settings every Kafka client of the service shares."""
+    config: dict[str, Any] = {
+        "bootstrap_servers": settings.bootstrap_servers.split(","),
+        "security_protocol": settings.kafka_security_protocol,
+    }
+    if settings.kafka_security_protocol.startswith("SASL"):
+        config["sasl_mechanism"] = settings.kafka_sasl_mechanism
+        config["sasl_plain_username"] = settings.kafka_sasl_username
+        if settings.kafka_sasl_password is not None:
+            config["sasl_plain_password"] = settings.kafka_sasl_password.get_secret_value()
+    if settings.kafka_security_protocol.endswith("SSL"):
+        config["ssl_cafile"] = settings.kafka_ssl_cafile
+        config["ssl_certfile"] = settings.kafka_ssl_certfile
+        config["ssl_keyfile"] = settings.kafka_ssl_keyfile
+        if settings.kafka_ssl_password is not None:
+            config["ssl_password"] = settings.kafka_ssl_password.get_secret_value()
+    return config
 
 
 def input_topics(settings: Settings) -> dict[str, EventFamily]:
@@ -26,8 +41,9 @@ def input_topics(settings: Settings) -> dict[str, EventFamily]:
     }
 
 
-def topic_for(settings: Settings, family: EventFamily) -> str:
-    return {family: topic for topic, family in input_topics(settings).items()}[family]
+def family_topics(settings: Settings) -> dict[EventFamily, str]:
+    """The topic each event family is published to."""
+    return {family: topic for topic, family in input_topics(settings).items()}
 
 
 def ensure_topics(settings: Settings) -> list[str]:

@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 
 
 class TopicReader:
-    def __init__(self, bootstrap_servers: str, topics: list[str]) -> None:
+    def __init__(self, client_config: dict[str, Any], topics: list[str]) -> None:
         self._consumer = KafkaConsumer(
-            bootstrap_servers=bootstrap_servers.split(","),
+            **client_config,
             enable_auto_commit=False,
             fetch_max_wait_ms=50,
         )

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
 
 from syncstatus.statemachine.connection import TIMEOUT_STATUSES, Policy
 from syncstatus.statemachine.statuses import Status
@@ -20,6 +22,25 @@ class Settings(BaseSettings):
     )
     bootstrap_servers: str = Field(
         "127.0.0.1:9092", description="Kafka bootstrap servers, comma separated."
+    )
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="How every Kafka client of the service connects."
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        None, description="SASL mechanism, with a SASL_* security protocol."
+    )
+    kafka_sasl_username: str | None = Field(None, description="SASL user name.")
+    kafka_sasl_password: SecretStr | None = Field(
+        None, description="SASL password (never logged or printed)."
+    )
+    kafka_ssl_cafile: str | None = Field(None, description="CA bundle that signed the brokers.")
+    kafka_ssl_certfile: str | None = Field(None, description="Client certificate (mutual TLS).")
+    kafka_ssl_keyfile: str | None = Field(None, description="Client private key (mutual TLS).")
+    kafka_ssl_password: SecretStr | None = Field(
+        None, description="Password of the client private key (never logged or printed)."
+    )
+    metrics_port: int = Field(
+        9108, gt=0, lt=65536, description="Port of /metrics, /healthz and /readyz."
     )
     authorization_timeout_s: float = Field(
         900, gt=0, description="Seconds in Authorization (6) before it times out (20)."
@@ -82,6 +103,12 @@ class Settings(BaseSettings):
             if code not in allowed:
                 raise ValueError(f"status {code} has no stage timeout; statuses: {allowed}")
         return value
+
+    def redacted(self) -> dict[str, object]:
+        """Every setting as it is in force, with passwords (also inside URLs) masked."""
+        values = self.model_dump(mode="json")
+        values["database_url"] = make_url(self.database_url).render_as_string(hide_password=True)
+        return values
 
     def policy(self) -> Policy:
         return Policy(

@@ -15,13 +15,13 @@ from datetime import UTC, datetime, timedelta
 import sqlalchemy as sa
 
 from syncstatus.bootstrap import build, build_service
-from syncstatus.embedded import EmbeddedKafka
-from syncstatus.kafka import ensure_topics
+from syncstatus.embedded import EmbeddedKafka, free_port
+from syncstatus.kafka import client_config, ensure_topics, family_topics
 from syncstatus.messages import StatusChangeMessages
 from syncstatus.producers.publisher import EventPublisher
 from syncstatus.reader import TopicReader
 from syncstatus.settings import Settings
-from syncstatus.statemachine.events import EventFamily, EventType, SessionEvent, Substage
+from syncstatus.statemachine.events import EventType, SessionEvent, Substage
 from syncstatus.statemachine.statuses import Status
 
 E = EventType
@@ -43,6 +43,7 @@ def settings_for(kafka: EmbeddedKafka, database_url: str, **overrides: object) -
         "kafka_heartbeat_interval_ms": 500,
         "sweep_interval_s": 0.2,
         "log_level": "WARNING",
+        "metrics_port": free_port(),
     }
     values.update(overrides)
     return Settings(**values)
@@ -76,14 +77,7 @@ def running_service(settings: Settings) -> Iterator[None]:
 
 
 def publisher_for(settings: Settings) -> EventPublisher:
-    return EventPublisher(
-        settings.bootstrap_servers,
-        {
-            EventFamily.AUTHORIZATION: settings.topic_auth,
-            EventFamily.WEBHOOK: settings.topic_webhooks,
-            EventFamily.PIPELINE: settings.topic_pipeline,
-        },
-    )
+    return EventPublisher(client_config(settings), family_topics(settings))
 
 
 @dataclass
@@ -99,7 +93,7 @@ class OutputReader:
         ensure_topics(settings)
         self.settings = settings
         self._reader = TopicReader(
-            settings.bootstrap_servers, [settings.topic_status, settings.topic_dead_letter]
+            client_config(settings), [settings.topic_status, settings.topic_dead_letter]
         )
         self._messages = StatusChangeMessages()
         self.seen = Outputs()

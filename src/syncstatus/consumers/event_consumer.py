@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 import sqlalchemy.exc
 import structlog
@@ -21,6 +23,17 @@ from syncstatus.statemachine.events import EventFamily
 from syncstatus.store.postgres import RejectedMessage
 
 log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class BatchReport:
+    """What one applied batch did, for metrics: (topic, event type) per message consumed."""
+
+    consumed: list[tuple[str, str]]
+    rejected: list[str]
+    result: BatchResult
+    seconds: float
+
 
 DATABASE_ERRORS = (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)
 
@@ -40,7 +53,7 @@ class EventConsumer:
         engine: StatusEngine,
         topics: Mapping[str, EventFamily],
         max_records: int,
-        on_batch: Callable[[list[ConsumerRecord], BatchResult], None] = lambda *_: None,
+        on_batch: Callable[[BatchReport], None] = lambda _: None,
     ) -> None:
         self._consumer_factory = consumer_factory
         self._engine = engine
@@ -81,13 +94,17 @@ class EventConsumer:
             ),
             reraise=True,
         )
+        started = time.perf_counter()
         try:
             result = retrying(self._engine.apply_batch, inbound, rejected)
         except DATABASE_ERRORS:
             log.warning("stopping with the batch unapplied; it will be redelivered")
             return False
+        seconds = time.perf_counter() - started
         self._log(inbound, result, rejected)
-        self._on_batch(records, result)
+        consumed = [(i.origin.topic, i.event.type.value) for i in inbound if i.origin]
+        consumed += [(m.origin.topic, m.reason) for m in rejected]
+        self._on_batch(BatchReport(consumed, [m.reason for m in rejected], result, seconds))
         return True
 
     def decode(self, records: list[ConsumerRecord]) -> tuple[list[Inbound], list[RejectedMessage]]:

@@ -1,7 +1,7 @@
 """The helper other services use to publish input events to syncstatus.
 
     from syncstatus.producers.publisher import EventPublisher
-    publisher = EventPublisher(bootstrap_servers="kafka:9092")
+    publisher = EventPublisher({"bootstrap_servers": "kafka:9092"})
     publisher.publish(event)   # SessionEvent -> its family's topic, keyed by connection_id
     publisher.close()
 
@@ -12,6 +12,7 @@ by construction; the key keeps a connection's events in order within a topic.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from kafka import KafkaProducer
 from kafka.producer.future import FutureRecordMetadata
@@ -29,18 +30,17 @@ DEFAULT_TOPICS = {
 class EventPublisher:
     def __init__(
         self,
-        bootstrap_servers: str,
+        client_config: Mapping[str, Any],
         topics: Mapping[EventFamily, str] = DEFAULT_TOPICS,
-        **producer_config: object,
     ) -> None:
+        """`client_config`: kafka-python settings (bootstrap_servers, security...)."""
         self._topics = dict(topics)
         self._messages = EventMessages()
         self._producer = KafkaProducer(
-            bootstrap_servers=bootstrap_servers.split(","),
+            **client_config,
             acks="all",
             enable_idempotence=True,
             linger_ms=5,
-            **producer_config,
         )
 
     def topic_for(self, event: SessionEvent) -> str:

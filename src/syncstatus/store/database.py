@@ -30,3 +30,12 @@ def migrate(engine: sa.Engine, revision: str = "head") -> None:
         config = alembic_config(engine.url.render_as_string(hide_password=False))
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
+
+
+def database_reachable(engine: sa.Engine) -> bool:
+    try:
+        with engine.connect() as connection:
+            connection.execute(sa.text("SELECT 1"))
+        return True
+    except sa.exc.DBAPIError:
+        return False

@@ -1,0 +1,134 @@
+"""Prometheus metrics and the health endpoints of `syncstatus run`.
+
+The loops report through small hooks (`on_batch`, `on_published`, `on_sweep`) so that the
+engine and the adapters stay free of metrics code.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+import uvicorn
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_asgi_app
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Mount, Route
+
+from syncstatus.consumers.event_consumer import BatchReport
+from syncstatus.engine import BatchResult
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.consumed = Counter(
+            "syncstatus_events_consumed", "Messages consumed", ["topic", "type"], registry=r
+        )
+        self.outcomes = Counter(
+            "syncstatus_event_outcomes", "What became of each event", ["outcome"], registry=r
+        )
+        self.transitions = Counter(
+            "syncstatus_transitions",
+            "Applied transitions",
+            ["from_status", "to_status"],
+            registry=r,
+        )
+        self.refusals = Counter(
+            "syncstatus_refusals", "Refused events and messages", ["reason"], registry=r
+        )
+        self.batch_size = Histogram(
+            "syncstatus_batch_size",
+            "Messages per applied batch",
+            buckets=(1, 10, 50, 100, 250, 500, 1000, 2000),
+            registry=r,
+        )
+        self.apply_seconds = Histogram(
+            "syncstatus_apply_seconds", "Time to decide and commit one batch", registry=r
+        )
+        self.published = Counter(
+            "syncstatus_published", "Rows acknowledged by Kafka", ["relay"], registry=r
+        )
+        self.timeouts = Counter(
+            "syncstatus_sweeper_timeouts",
+            "Transitions made by the clock",
+            ["to_status"],
+            registry=r,
+        )
+        self.outbox_backlog = Gauge(
+            "syncstatus_outbox_backlog", "Status changes not yet acknowledged", registry=r
+        )
+        self.outbox_oldest_age = Gauge(
+            "syncstatus_outbox_oldest_age_seconds",
+            "Age of the oldest unpublished status change",
+            registry=r,
+        )
+        self.assigned_partitions = Gauge(
+            "syncstatus_consumer_assigned_partitions",
+            "Input partitions assigned to this process",
+            registry=r,
+        )
+
+    def record_batch(self, report: BatchReport) -> None:
+        self.batch_size.observe(len(report.consumed))
+        self.apply_seconds.observe(report.seconds)
+        for topic, kind in report.consumed:
+            self.consumed.labels(topic, kind).inc()
+        for reason in report.rejected:
+            self.refusals.labels(reason).inc()
+        self.record_result(report.result)
+
+    def record_result(self, result: BatchResult) -> None:
+        for outcome in result.outcomes:
+            self.outcomes.labels(outcome.value).inc()
+        for t in result.transitions:
+            source = "new" if t.from_status is None else str(int(t.from_status))
+            self.transitions.labels(source, str(int(t.to_status))).inc()
+        for r in result.refusals:
+            self.refusals.labels(r.reason.value).inc()
+
+    def record_sweep(self, result: BatchResult) -> None:
+        self.record_result(result)
+        for t in result.transitions:
+            self.timeouts.labels(str(int(t.to_status))).inc()
+
+
+def health_app(
+    metrics: Metrics, alive: Callable[[], bool], ready: Callable[[], tuple[bool, dict[str, bool]]]
+) -> Starlette:
+    """/healthz: the loops run. /readyz: the database answers and partitions are assigned."""
+
+    async def healthz(_: Request) -> JSONResponse:
+        ok = alive()
+        return JSONResponse({"alive": ok}, status_code=200 if ok else 503)
+
+    async def readyz(_: Request) -> JSONResponse:
+        ok, checks = ready()
+        return JSONResponse({"ready": ok, **checks}, status_code=200 if ok else 503)
+
+    return Starlette(
+        routes=[
+            Route("/healthz", healthz),
+            Route("/readyz", readyz),
+            Mount("/metrics", make_asgi_app(metrics.registry)),
+        ]
+    )
+
+
+class HttpEndpoint:
+    """Serves an ASGI app from a loop of the service, stopping with it."""
+
+    def __init__(self, app: Starlette, port: int, host: str = "0.0.0.0") -> None:
+        self._server = uvicorn.Server(
+            uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
+        )
+        self._server.install_signal_handlers = lambda: None
+
+    def run(self, stop: threading.Event) -> None:
+        thread = threading.Thread(target=self._server.run, daemon=True)
+        thread.start()
+        stop.wait()
+        self._server.should_exit = True
+        thread.join(timeout=5)
