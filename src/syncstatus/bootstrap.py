@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 import sqlalchemy as sa
 import sqlalchemy.exc
@@ -20,7 +21,8 @@ from syncstatus.store.database import create_engine, database_reachable, migrate
 from syncstatus.store.outbox import OutboxStore
 from syncstatus.store.postgres import PostgresStore
 from syncstatus.store.queries import StatusQueries
-from syncstatus.sweeper import TimeoutSweeper
+from syncstatus.store.retention import RetentionStore
+from syncstatus.sweeper import RetentionPruner, TimeoutSweeper
 
 
 @dataclass
@@ -105,12 +107,19 @@ def build_service(application: Application) -> Service:
         metrics.published.labels("dead-letter").inc,
     )
     sweeper = TimeoutSweeper(application.engine, settings.sweep_interval_s, metrics.record_sweep)
+    pruner = RetentionPruner(
+        RetentionStore(application.database),
+        timedelta(seconds=settings.outbox_retention_s),
+        timedelta(seconds=settings.idempotency_retention_s),
+        settings.prune_interval_s,
+    )
     service = Service(
         [
             Loop("consumer", event_consumer.run),
             Loop("status-relay", status_relay.run),
             Loop("dead-letter-relay", dead_letter_relay.run),
             Loop("sweeper", sweeper.run),
+            Loop("pruner", pruner.run),
         ]
     )
 

@@ -86,6 +86,15 @@ class Settings(BaseSettings):
         30000, gt=0, description="How long the producer retries a send before it fails."
     )
     sweep_interval_s: float = Field(1.0, gt=0, description="Seconds between timeout sweeps.")
+    outbox_retention_s: float = Field(
+        86400, gt=0, description="Published status changes are pruned from the outbox after this."
+    )
+    idempotency_retention_s: float = Field(
+        604800,
+        gt=0,
+        description="Event ids are remembered this long; keep it above any replay you expect.",
+    )
+    prune_interval_s: float = Field(60, gt=0, description="Seconds between retention prunes.")
     create_topics: bool = Field(True, description="Create missing topics on start.")
     topic_partitions: int = Field(4, gt=0, description="Partitions of the topics it creates.")
     topic_replication: int = Field(

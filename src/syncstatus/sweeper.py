@@ -1,14 +1,16 @@
-"""The service's clock: times out statuses that stayed too long and expires parked events."""
+"""The service's clock: timeouts, expired parked events, and retention."""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from datetime import datetime, timedelta
 
 import sqlalchemy.exc
 import structlog
 
-from syncstatus.engine import BatchResult, StatusEngine
+from syncstatus.engine import BatchResult, StatusEngine, utc_now
+from syncstatus.store.retention import RetentionStore
 
 log = structlog.get_logger(__name__)
 
@@ -52,3 +54,31 @@ class TimeoutSweeper:
                 reason=r.reason.value,
                 detail=r.detail,
             )
+
+
+class RetentionPruner:
+    """Prunes published outbox rows and old idempotency keys every `interval_s`."""
+
+    def __init__(
+        self,
+        store: RetentionStore,
+        outbox_for: timedelta,
+        event_ids_for: timedelta,
+        interval_s: float,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self._store = store
+        self._outbox_for = outbox_for
+        self._event_ids_for = event_ids_for
+        self._interval_s = interval_s
+        self._clock = clock
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.wait(self._interval_s):
+            try:
+                pruned = self._store.prune(self._clock(), self._outbox_for, self._event_ids_for)
+            except sqlalchemy.exc.DBAPIError as error:
+                log.warning("pruner cannot reach the database", error=str(error).splitlines()[0])
+                continue
+            if pruned.outbox or pruned.event_ids:
+                log.info("pruned", outbox=pruned.outbox, event_ids=pruned.event_ids)

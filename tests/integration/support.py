@@ -3,6 +3,10 @@ readers of the output topics."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -52,13 +56,11 @@ def settings_for(kafka: EmbeddedKafka, database_url: str, **overrides: object) -
 def env_for(settings: Settings) -> dict[str, str]:
     """The same settings as SYNCSTATUS_* variables, for a service run as a process."""
     env = {}
-    for name in type(settings).model_fields:
-        value = getattr(settings, name)
-        if isinstance(value, (set, dict)):
-            continue
-        env[f"SYNCSTATUS_{name.upper()}"] = (
-            str(value).lower() if isinstance(value, bool) else (str(value))
-        )
+    for name, value in settings.model_dump(mode="json").items():
+        if value is not None:
+            env[f"SYNCSTATUS_{name.upper()}"] = (
+                value if isinstance(value, str) else json.dumps(value)
+            )
     return env
 
 
@@ -194,3 +196,31 @@ def assert_applied_exactly_once(db_url: str, events: list[SessionEvent], seen: O
         changes = seen.changes[connection_id]
         assert gapless(changes), connection_id
         assert {c["sequence"] for c in changes} == set(range(1, 15)), connection_id
+
+
+def publish_paced(settings, events, per_second: int) -> threading.Thread:
+    """Publish in the background at a steady rate, so faults land mid-stream."""
+
+    def publish() -> None:
+        publisher = publisher_for(settings)
+        for i, event in enumerate(events):
+            publisher.publish(event)
+            if i % 100 == 99:
+                publisher.flush()
+                time.sleep(100 / per_second)
+        publisher.flush()
+        publisher.close()
+
+    thread = threading.Thread(target=publish, daemon=True)
+    thread.start()
+    return thread
+
+
+def start_service(settings, log_path) -> subprocess.Popen:
+    env = {**os.environ, **env_for(settings)}
+    return subprocess.Popen(
+        [sys.executable, "-m", "syncstatus.cli", "run"],
+        env=env,
+        stdout=open(log_path, "ab"),  # noqa: SIM115
+        stderr=subprocess.STDOUT,
+    )

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
-import threading
 import time
 
 from syncstatus.embedded import EmbeddedPostgres
@@ -14,40 +10,12 @@ from syncstatus.embedded import EmbeddedPostgres
 from .support import (
     OutputReader,
     assert_applied_exactly_once,
-    env_for,
-    publisher_for,
+    publish_paced,
     running_service,
     settings_for,
+    start_service,
     synced_sessions,
 )
-
-
-def publish_paced(settings, events, per_second: int) -> threading.Thread:
-    """Publish in the background at a steady rate, so faults land mid-stream."""
-
-    def publish() -> None:
-        publisher = publisher_for(settings)
-        for i, event in enumerate(events):
-            publisher.publish(event)
-            if i % 100 == 99:
-                publisher.flush()
-                time.sleep(100 / per_second)
-        publisher.flush()
-        publisher.close()
-
-    thread = threading.Thread(target=publish, daemon=True)
-    thread.start()
-    return thread
-
-
-def start_service(settings, log_path) -> subprocess.Popen:
-    env = {**os.environ, **env_for(settings)}
-    return subprocess.Popen(
-        [sys.executable, "-m", "syncstatus.cli", "run"],
-        env=env,
-        stdout=open(log_path, "ab"),  # noqa: SIM115
-        stderr=subprocess.STDOUT,
-    )
 
 
 def changes_seen(seen) -> int:

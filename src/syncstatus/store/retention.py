@@ -1,0 +1,47 @@
+"""Retention: the outbox and the idempotency keys are pruned; history and dead letters are the
+audit trail and stay."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+
+
+@dataclass(frozen=True, slots=True)
+class Pruned:
+    outbox: int
+    event_ids: int
+
+
+class RetentionStore:
+    def __init__(self, engine: sa.Engine, chunk: int = 10000) -> None:
+        self.engine = engine
+        self.chunk = chunk
+
+    def prune(self, now: datetime, outbox_for: timedelta, event_ids_for: timedelta) -> Pruned:
+        """Delete in chunks, so a large backlog never holds long locks."""
+        return Pruned(
+            outbox=self._delete_until_done(
+                "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox "
+                "WHERE published_at < :cutoff LIMIT :chunk)",
+                now - outbox_for,
+            ),
+            event_ids=self._delete_until_done(
+                "DELETE FROM processed_events WHERE event_id IN (SELECT event_id "
+                "FROM processed_events WHERE processed_at < :cutoff LIMIT :chunk)",
+                now - event_ids_for,
+            ),
+        )
+
+    def _delete_until_done(self, statement: str, cutoff: datetime) -> int:
+        total = 0
+        while True:
+            with self.engine.begin() as connection:
+                deleted = connection.execute(
+                    sa.text(statement), {"cutoff": cutoff, "chunk": self.chunk}
+                ).rowcount
+            total += deleted
+            if deleted < self.chunk:
+                return total
