@@ -79,6 +79,7 @@ def build_service(application: Application) -> Service:
         )
 
     metrics = Metrics()
+    flush_timeout_s = settings.delivery_timeout_ms / 1000 + 5
     event_consumer = EventConsumer(
         consumer,
         application.engine,
@@ -94,6 +95,7 @@ def build_service(application: Application) -> Service:
         settings.topic_status,
         settings.relay_batch_size,
         settings.relay_idle_s,
+        flush_timeout_s,
         metrics.published.labels("status").inc,
     )
     dead_letter_relay = Relay(
@@ -104,6 +106,7 @@ def build_service(application: Application) -> Service:
         settings.topic_dead_letter,
         settings.relay_batch_size,
         settings.relay_idle_s,
+        flush_timeout_s,
         metrics.published.labels("dead-letter").inc,
     )
     sweeper = TimeoutSweeper(application.engine, settings.sweep_interval_s, metrics.record_sweep)

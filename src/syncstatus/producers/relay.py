@@ -17,7 +17,7 @@ from typing import Any
 import sqlalchemy.exc
 import structlog
 from kafka import KafkaProducer
-from kafka.errors import KafkaError
+from kafka.errors import KafkaError, KafkaTimeoutError
 
 from syncstatus.messages import EventMessages, StatusChangeMessages
 from syncstatus.statemachine.connection import Transition
@@ -45,6 +45,7 @@ class Relay:
         topic: str,
         batch_size: int,
         idle_s: float,
+        flush_timeout_s: float,
         on_published: Callable[[int], None] = lambda _: None,
     ) -> None:
         self.name = name
@@ -55,6 +56,7 @@ class Relay:
         self._topic = topic
         self._batch_size = batch_size
         self._idle_s = idle_s
+        self._flush_timeout_s = flush_timeout_s
         self._on_published = on_published
 
     def run(self, stop: threading.Event) -> None:
@@ -78,8 +80,7 @@ class Relay:
                 if published == 0:
                     stop.wait(self._idle_s)
         finally:
-            if self._producer is not None:
-                self._producer.close(timeout=5)
+            self._reset_producer()
 
     def relay_once(self) -> int:
         """Publish one batch; return how many rows Kafka acknowledged."""
@@ -95,27 +96,40 @@ class Relay:
                     self._topic, key=message.key, value=message.value, headers=message.headers
                 )
                 futures.append((row_id, future))
-            producer.flush()
+            try:
+                producer.flush(timeout=self._flush_timeout_s)
+            except KafkaTimeoutError:
+                log.warning("sends still pending after the flush timeout", relay=self.name)
             acknowledged = []
             for row_id, future in futures:
-                try:
-                    future.get(timeout=0)
+                if future.succeeded():
                     acknowledged.append(row_id)
-                except KafkaError as error:
-                    log.warning(
-                        "send not acknowledged; will resend", relay=self.name, error=repr(error)
-                    )
             if len(acknowledged) < len(futures):
+                failed = next((f.exception for _, f in futures if f.failed()), "still pending")
+                log.warning(
+                    "not all sends acknowledged; resending the rest",
+                    relay=self.name,
+                    acknowledged=len(acknowledged),
+                    sent=len(futures),
+                    error=repr(failed),
+                )
                 self._reset_producer()
             batch.mark_published(acknowledged)
         self._on_published(len(acknowledged))
         return len(acknowledged)
 
     def _reset_producer(self) -> None:
-        """A producer that lost its broker may stay broken; the next round makes a new one."""
-        if self._producer is not None:
-            self._producer.close(timeout=1)
-            self._producer = None
+        """A producer that lost its broker may stay broken (its retries can hang forever);
+        drop it with whatever it still holds, and the next round resends from the database."""
+        producer, self._producer = self._producer, None
+        if producer is None:
+            return
+        try:
+            producer.close(timeout=1)
+        except KafkaTimeoutError:
+            # kafka-python's close() flushes first and gives up before stopping its sender
+            # thread when sends are stuck; stop the thread ourselves rather than leak it.
+            producer._sender.force_close()
 
 
 def status_change_message(messages: StatusChangeMessages) -> Callable[[Transition], Message]:
