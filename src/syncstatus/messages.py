@@ -15,9 +15,16 @@ from syncstatus.schemas import (
     SingleObjectCodec,
     UndecodableMessage,
     UnknownSchema,
+    earlier_versions,
 )
 from syncstatus.statemachine.connection import RefusalReason, Transition
-from syncstatus.statemachine.events import EventType, InvalidEvent, SessionEvent, Substage
+from syncstatus.statemachine.events import (
+    Account,
+    EventType,
+    InvalidEvent,
+    SessionEvent,
+    Substage,
+)
 
 UNKNOWN = "UNKNOWN"
 
@@ -35,7 +42,9 @@ class EventMessages:
     """SessionEvent <-> Avro single-object bytes."""
 
     def __init__(self) -> None:
-        self.codec = SingleObjectCodec(SESSION_EVENT)
+        self.codec = SingleObjectCodec(
+            SESSION_EVENT, writer_schemas=earlier_versions(SESSION_EVENT)
+        )
 
     def encode(self, event: SessionEvent) -> bytes:
         return self.codec.encode(
@@ -50,6 +59,12 @@ class EventMessages:
                 "error": event.error,
                 "substage": event.substage.value if event.substage else None,
                 "attributes": dict(event.attributes),
+                "accounts": None
+                if event.accounts is None
+                else [
+                    {"account_id": a.account_id, "name": a.name, "status": a.status}
+                    for a in event.accounts
+                ],
             }
         )
 
@@ -78,6 +93,9 @@ class EventMessages:
                 error=record["error"],
                 substage=Substage(record["substage"]) if record["substage"] else None,
                 attributes=record["attributes"],
+                accounts=None
+                if record.get("accounts") is None
+                else tuple(Account(**a) for a in record["accounts"]),
             )
         except (InvalidEvent, ValueError) as error:
             raise MessageRejected(RefusalReason.INVALID_EVENT, str(error)) from error

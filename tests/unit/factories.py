@@ -6,7 +6,7 @@ import itertools
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from syncstatus.statemachine.events import EventType, SessionEvent, Substage
+from syncstatus.statemachine.events import Account, EventType, SessionEvent, Substage
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 _tick = itertools.count(1)
@@ -21,6 +21,7 @@ def event(
     app: str = "facebook_ads",
     substage: Substage | None = None,
     error: str | None = None,
+    accounts: tuple[Account, ...] | None = None,
 ) -> SessionEvent:
     """An event; without `at`, each new event occurs one second after the previous one."""
     return SessionEvent(
@@ -33,6 +34,7 @@ def event(
         producer="tests",
         error=error,
         substage=substage,
+        accounts=accounts,
     )
 
 

@@ -189,7 +189,8 @@ def streams(draw):
         )
         session = draw(st.sampled_from(["s-1", "s-2"]))
         app = draw(st.sampled_from(["plaid", "facebook_ads"]))
-        out.append(event(kind, session_id=session, app=app, substage=substage))
+        accounts = () if kind is E.ACCOUNTS_SYNCED else None
+        out.append(event(kind, session_id=session, app=app, substage=substage, accounts=accounts))
     draw(st.randoms()).shuffle(out)
     return out
 
@@ -201,6 +202,7 @@ def test_random_streams_only_make_transitions_of_the_table(events, seconds_later
     for i, e in enumerate(events):
         connection.accept(e, NOW + timedelta(seconds=i * seconds_later), POLICY)
     status = None
+    assert all(a.event.type.changes_status is False for a in connection.activities)
     for expected_sequence, t in enumerate(connection.transitions, start=1):
         assert t.sequence == expected_sequence
         assert t.from_status == status
@@ -209,5 +211,20 @@ def test_random_streams_only_make_transitions_of_the_table(events, seconds_later
         assert TRANSITIONS.target_of[t.event_type] is t.to_status
         status = t.to_status
     assert status == connection.status
-    decided = len(connection.transitions) + len(connection.refusals) + len(connection.parked)
+    decided = (
+        len(connection.transitions)
+        + len(connection.activities)
+        + len(connection.refusals)
+        + len(connection.parked)
+    )
     assert decided == len(events)
+
+
+def test_account_events_change_no_status_and_wait_for_a_known_connection():
+    accounts = event(E.ACCOUNTS_SYNCED, accounts=())
+    connection, outcomes = run([accounts])
+    assert outcomes == [Outcome.PARKED]
+    run([event(E.AUTHORIZATION_STARTED)], connection)
+    assert connection.status is Status.AUTHORIZATION
+    assert [a.event for a in connection.activities] == [accounts]
+    assert connection.version == 1

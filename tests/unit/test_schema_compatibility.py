@@ -49,6 +49,7 @@ def session_event(**overrides: Any) -> dict[str, Any]:
         "error": None,
         "substage": None,
         "attributes": {},
+        "accounts": None,
     } | overrides
 
 
@@ -117,6 +118,7 @@ def test_session_event_type_symbols() -> None:
         "STRUCTURING_STARTED", "STRUCTURING_COMPLETED", "STRUCTURING_FAILED",
         "PROCESSING_STARTED", "PROCESSING_SUBSTAGE_COMPLETED", "PROCESSING_FAILED",
         "PROCESSING_COMPLETED", "SYNC_COMPLETED", "STAGE_TIMED_OUT",
+        "ACCOUNTS_SYNC_STARTED", "ACCOUNTS_SYNCED", "ACCOUNTS_SYNC_FAILED",
     ]  # fmt: skip
 
 
@@ -350,3 +352,28 @@ def committed_version(name: str) -> dict[str, Any]:
 @pytest.mark.parametrize("name", SCHEMA_NAMES)
 def test_working_tree_schema_is_compatible_with_committed_one(name: str) -> None:
     check_compatible(committed_version(name), raw_schema(name))
+
+
+HISTORY = sorted((SCHEMA_DIR / "history").glob("*.avsc"))
+
+
+@pytest.mark.parametrize("path", HISTORY, ids=lambda p: p.name)
+def test_every_earlier_published_version_is_compatible_with_the_current_one(path) -> None:
+    name = path.name.split(".")[0]
+    check_compatible(json.loads(path.read_text()), raw_schema(name))
+
+
+@pytest.mark.parametrize("path", HISTORY, ids=lambda p: p.name)
+def test_messages_of_earlier_versions_still_decode(path) -> None:
+    from syncstatus.messages import EventMessages
+    from syncstatus.schemas import schema_fingerprint
+
+    assert schema_fingerprint(json.loads(path.read_text())) in (
+        EventMessages().codec.known_fingerprints
+    )
+
+
+def test_the_current_version_number_is_above_every_earlier_one() -> None:
+    for path in HISTORY:
+        name, version = path.name.split(".")[:2]
+        assert raw_schema(name)["version"] > int(version.removeprefix("v"))

@@ -42,6 +42,7 @@ __all__ = [
     "UndecodableMessage",
     "UnknownSchema",
     "load_schema",
+    "earlier_versions",
     "schema_fingerprint",
     "SingleObjectCodec",
 ]
@@ -95,6 +96,17 @@ def load_schema(name: str) -> dict[str, Any]:
     """
     text = resources.files(__name__).joinpath(f"{name}.avsc").read_text(encoding="utf-8")
     return parse_schema(json.loads(text))
+
+
+def earlier_versions(name: str) -> list[dict[str, Any]]:
+    """Every earlier published version of a schema (``history/<name>.v<N>.avsc``), so that
+    messages producers wrote with them still decode."""
+    history = resources.files(__name__).joinpath("history")
+    return [
+        json.loads(path.read_text(encoding="utf-8"))
+        for path in sorted(history.iterdir(), key=lambda p: p.name)
+        if path.name.startswith(f"{name}.v") and path.name.endswith(".avsc")
+    ]
 
 
 def schema_fingerprint(schema: Any) -> bytes:

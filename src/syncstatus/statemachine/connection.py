@@ -77,6 +77,15 @@ class Transition:
     recorded_at: datetime
     error: str | None
     substage: Substage | None
+    attributes: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Activity:
+    """An applied event that changes what people see of a connection but not its status."""
+
+    event: SessionEvent
+    recorded_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +124,7 @@ class Connection:
     parked: list[ParkedEvent] = field(default_factory=list)
     loaded_version: int = 0
     transitions: list[Transition] = field(default_factory=list)
+    activities: list[Activity] = field(default_factory=list)
     refusals: list[Refusal] = field(default_factory=list)
     newly_parked: list[ParkedEvent] = field(default_factory=list)
     unparked: list[uuid.UUID] = field(default_factory=list)
@@ -168,6 +178,11 @@ class Connection:
         )
 
     def _try_apply(self, event: SessionEvent, now: datetime, policy: Policy) -> bool:
+        if not event.type.changes_status:
+            if self.status is None:
+                return False
+            self.activities.append(Activity(event, now))
+            return True
         target = self._target_of(event, policy)
         if target is None:
             return False
@@ -187,6 +202,7 @@ class Connection:
                 recorded_at=now,
                 error=event.error,
                 substage=event.substage,
+                attributes=event.attributes,
             )
         )
         if event.type is EventType.PROCESSING_STARTED:

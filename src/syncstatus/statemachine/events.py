@@ -42,6 +42,9 @@ class EventType(Enum):
     PROCESSING_COMPLETED = "PROCESSING_COMPLETED"
     SYNC_COMPLETED = "SYNC_COMPLETED"
     STAGE_TIMED_OUT = "STAGE_TIMED_OUT"
+    ACCOUNTS_SYNC_STARTED = "ACCOUNTS_SYNC_STARTED"
+    ACCOUNTS_SYNCED = "ACCOUNTS_SYNCED"
+    ACCOUNTS_SYNC_FAILED = "ACCOUNTS_SYNC_FAILED"
 
     @property
     def family(self) -> EventFamily:
@@ -53,11 +56,16 @@ class EventType(Enum):
         """
         if self is EventType.STAGE_TIMED_OUT:
             return EventFamily.SERVICE
-        if self.name.startswith(("AUTHORIZATION_", "DEAUTHORIZED", "DISCONNECTED")):
+        if self.name.startswith(("AUTHORIZATION_", "DEAUTHORIZED", "DISCONNECTED", "ACCOUNTS_")):
             return EventFamily.AUTHORIZATION
         if self.name.startswith("WEBHOOK_") and self is not EventType.WEBHOOK_PENDING:
             return EventFamily.WEBHOOK
         return EventFamily.PIPELINE
+
+    @property
+    def changes_status(self) -> bool:
+        """Account events feed the connections view and its history, never the status."""
+        return not self.name.startswith("ACCOUNTS_")
 
     @property
     def trigger(self) -> str:
@@ -76,6 +84,16 @@ class Substage(Enum):
 
 
 ALL_SUBSTAGES = frozenset(Substage)
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    """One account reachable through a connection's credentials (an ad account, a bank
+    account)."""
+
+    account_id: str
+    name: str
+    status: str
 
 
 class InvalidEvent(ValueError):
@@ -99,6 +117,7 @@ class SessionEvent:
     error: str | None = None
     substage: Substage | None = None
     attributes: Mapping[str, str] = field(default_factory=dict)
+    accounts: tuple[Account, ...] | None = None
 
     def __post_init__(self) -> None:
         for name in ("connection_id", "session_id", "app", "producer"):
@@ -108,3 +127,5 @@ class SessionEvent:
             raise InvalidEvent("occurred_at has no time zone")
         if self.type is EventType.PROCESSING_SUBSTAGE_COMPLETED and self.substage is None:
             raise InvalidEvent("PROCESSING_SUBSTAGE_COMPLETED names no substage")
+        if self.type is EventType.ACCOUNTS_SYNCED and self.accounts is None:
+            raise InvalidEvent("ACCOUNTS_SYNCED carries no accounts list")
