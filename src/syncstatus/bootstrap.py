@@ -12,17 +12,23 @@ from kafka import KafkaConsumer, KafkaProducer
 from syncstatus.consumers.event_consumer import EventConsumer
 from syncstatus.engine import StatusEngine
 from syncstatus.kafka import client_config, ensure_topics, input_topics
-from syncstatus.messages import EventMessages, StatusChangeMessages
+from syncstatus.messages import CommandMessages, EventMessages, StatusChangeMessages
 from syncstatus.observability import HttpEndpoint, Metrics, health_app
-from syncstatus.producers.relay import Relay, dead_letter_message, status_change_message
+from syncstatus.producers.relay import (
+    Relay,
+    command_message,
+    dead_letter_message,
+    status_change_message,
+)
 from syncstatus.service import Loop, Service
 from syncstatus.settings import Settings
+from syncstatus.store.commands import CommandStore
 from syncstatus.store.database import create_engine, database_reachable, migrate
 from syncstatus.store.outbox import OutboxStore
 from syncstatus.store.postgres import PostgresStore
-from syncstatus.store.queries import StatusQueries
+from syncstatus.store.queries import ConnectionQueries, StatusQueries
 from syncstatus.store.retention import RetentionStore
-from syncstatus.sweeper import RetentionPruner, TimeoutSweeper
+from syncstatus.sweeper import CommandScheduler, RetentionPruner, TimeoutSweeper
 
 
 @dataclass
@@ -31,6 +37,8 @@ class Application:
     database: sa.Engine
     engine: StatusEngine
     queries: StatusQueries
+    connections: ConnectionQueries
+    commands: CommandStore
 
     def close(self) -> None:
         self.database.dispose()
@@ -43,6 +51,8 @@ def build(settings: Settings) -> Application:
         database=database,
         engine=StatusEngine(PostgresStore(database), settings.policy()),
         queries=StatusQueries(database),
+        connections=ConnectionQueries(database),
+        commands=CommandStore(database),
     )
 
 
@@ -109,6 +119,22 @@ def build_service(application: Application) -> Service:
         flush_timeout_s,
         metrics.published.labels("dead-letter").inc,
     )
+    command_relay = Relay(
+        "command-relay",
+        application.commands.unpublished,
+        command_message(CommandMessages()),
+        producer,
+        settings.topic_commands,
+        settings.relay_batch_size,
+        settings.relay_idle_s,
+        flush_timeout_s,
+        metrics.published.labels("commands").inc,
+    )
+    scheduler = CommandScheduler(
+        application.commands,
+        timedelta(seconds=settings.accounts_sync_every_s),
+        settings.scheduler_interval_s,
+    )
     sweeper = TimeoutSweeper(application.engine, settings.sweep_interval_s, metrics.record_sweep)
     pruner = RetentionPruner(
         RetentionStore(application.database),
@@ -123,6 +149,8 @@ def build_service(application: Application) -> Service:
             Loop("dead-letter-relay", dead_letter_relay.run),
             Loop("sweeper", sweeper.run),
             Loop("pruner", pruner.run),
+            Loop("command-relay", command_relay.run),
+            Loop("scheduler", scheduler.run),
         ]
     )
 

@@ -48,7 +48,12 @@ def family_topics(settings: Settings) -> dict[EventFamily, str]:
 
 def ensure_topics(settings: Settings) -> list[str]:
     """Create the topics that do not exist yet; return the names it created."""
-    names = [*input_topics(settings), settings.topic_status, settings.topic_dead_letter]
+    names = [
+        *input_topics(settings),
+        settings.topic_status,
+        settings.topic_dead_letter,
+        settings.topic_commands,
+    ]
     admin = KafkaAdminClient(**client_config(settings))
     try:
         missing = [name for name in names if name not in set(admin.list_topics())]

@@ -10,6 +10,7 @@ import uuid
 from typing import Any
 
 from syncstatus.schemas import (
+    CONNECTION_COMMAND,
     SESSION_EVENT,
     STATUS_CHANGED,
     SingleObjectCodec,
@@ -17,6 +18,7 @@ from syncstatus.schemas import (
     UnknownSchema,
     earlier_versions,
 )
+from syncstatus.statemachine.commands import IssuedCommand
 from syncstatus.statemachine.connection import RefusalReason, Transition
 from syncstatus.statemachine.events import (
     Account,
@@ -135,3 +137,26 @@ class StatusChangeMessages:
 
 def _uuid(value: uuid.UUID | str) -> uuid.UUID:
     return value if isinstance(value, uuid.UUID) else uuid.UUID(value)
+
+
+class CommandMessages:
+    """IssuedCommand -> the ConnectionCommand record on the commands topic, and back."""
+
+    def __init__(self) -> None:
+        self.codec = SingleObjectCodec(CONNECTION_COMMAND)
+
+    def encode(self, command: IssuedCommand) -> bytes:
+        return self.codec.encode(
+            {
+                "command_id": command.command_id,
+                "type": command.command.value,
+                "connection_id": command.connection_id,
+                "app": command.app,
+                "requested_by": command.requested_by,
+                "requested_at": command.requested_at,
+                "parameters": dict(command.parameters),
+            }
+        )
+
+    def decode(self, value: bytes) -> dict[str, Any]:
+        return self.codec.decode(value)

@@ -39,6 +39,16 @@ class Settings(BaseSettings):
     kafka_ssl_password: SecretStr | None = Field(
         None, description="Password of the client private key (never logged or printed)."
     )
+    api_port: int = Field(8080, gt=0, lt=65536, description="Port of `syncstatus api`.")
+    api_token: SecretStr | None = Field(
+        None, description="Bearer token the API's write endpoints require (unset: all refused)."
+    )
+    scheduler_interval_s: float = Field(
+        30, gt=0, description="Seconds between looks for connections due a sync."
+    )
+    accounts_sync_every_s: float = Field(
+        86400, gt=0, description="How often each active connection's accounts are synced."
+    )
     metrics_port: int = Field(
         9108, gt=0, lt=65536, description="Port of /metrics, /healthz and /readyz."
     )
@@ -66,6 +76,9 @@ class Settings(BaseSettings):
     topic_status: str = Field("syncstatus.status", description="Output: status changes.")
     topic_dead_letter: str = Field(
         "syncstatus.dead-letter", description="Output: refused messages, with the reason."
+    )
+    topic_commands: str = Field(
+        "syncstatus.commands", description="Output: commands people and the scheduler issue."
     )
     consumer_group: str = Field("syncstatus", description="Kafka consumer group id.")
     kafka_session_timeout_ms: int = Field(

@@ -1,4 +1,4 @@
-"""The service's clock: timeouts, expired parked events, and retention."""
+"""The service's clock: timeouts, expired parked events, retention and scheduled syncs."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import sqlalchemy.exc
 import structlog
 
 from syncstatus.engine import BatchResult, StatusEngine, utc_now
+from syncstatus.store.commands import CommandStore
 from syncstatus.store.retention import RetentionStore
 
 log = structlog.get_logger(__name__)
@@ -82,3 +83,27 @@ class RetentionPruner:
                 continue
             if pruned.outbox or pruned.event_ids:
                 log.info("pruned", outbox=pruned.outbox, event_ids=pruned.event_ids)
+
+
+class CommandScheduler:
+    """Asks for syncs of active connections at their frequency and an accounts sync daily."""
+
+    def __init__(
+        self,
+        store: CommandStore,
+        accounts_every: timedelta,
+        interval_s: float,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self._store = store
+        self._accounts_every = accounts_every
+        self._interval_s = interval_s
+        self._clock = clock
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.wait(self._interval_s):
+            try:
+                while self._store.schedule_due(self._clock(), self._accounts_every, 500):
+                    pass
+            except sqlalchemy.exc.DBAPIError as error:
+                log.warning("scheduler cannot reach the database", error=str(error).splitlines()[0])

@@ -16,4 +16,4 @@ def test_migrations_match_the_metadata(db_engine):
 def test_migrating_twice_is_harmless(db_engine):
     migrate(db_engine)
     with db_engine.connect() as connection:
-        assert MigrationContext.configure(connection).get_current_revision() == "0001"
+        assert MigrationContext.configure(connection).get_current_revision() == "0002"

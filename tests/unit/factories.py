@@ -22,6 +22,7 @@ def event(
     substage: Substage | None = None,
     error: str | None = None,
     accounts: tuple[Account, ...] | None = None,
+    attributes: dict[str, str] | None = None,
 ) -> SessionEvent:
     """An event; without `at`, each new event occurs one second after the previous one."""
     return SessionEvent(
@@ -35,6 +36,7 @@ def event(
         error=error,
         substage=substage,
         accounts=accounts,
+        attributes=attributes or {},
     )
 
 

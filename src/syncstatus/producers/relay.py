@@ -19,7 +19,8 @@ import structlog
 from kafka import KafkaProducer
 from kafka.errors import KafkaError, KafkaTimeoutError
 
-from syncstatus.messages import EventMessages, StatusChangeMessages
+from syncstatus.messages import CommandMessages, EventMessages, StatusChangeMessages
+from syncstatus.statemachine.commands import IssuedCommand
 from syncstatus.statemachine.connection import Transition
 from syncstatus.store.outbox import DeadLetter, RelayBatch
 
@@ -135,6 +136,13 @@ class Relay:
 def status_change_message(messages: StatusChangeMessages) -> Callable[[Transition], Message]:
     def to_message(t: Transition) -> Message:
         return Message(t.connection_id.encode(), messages.encode(t), [])
+
+    return to_message
+
+
+def command_message(messages: CommandMessages) -> Callable[[IssuedCommand], Message]:
+    def to_message(c: IssuedCommand) -> Message:
+        return Message(c.connection_id.encode(), messages.encode(c), [])
 
     return to_message
 

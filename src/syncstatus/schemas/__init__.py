@@ -37,6 +37,7 @@ __all__ = [
     "HEADER_SIZE",
     "SESSION_EVENT",
     "STATUS_CHANGED",
+    "CONNECTION_COMMAND",
     "DecodeFailure",
     "DecodeError",
     "UndecodableMessage",
@@ -53,6 +54,7 @@ HEADER_SIZE = len(MAGIC) + 8
 
 SESSION_EVENT = "SessionEvent"
 STATUS_CHANGED = "StatusChanged"
+CONNECTION_COMMAND = "ConnectionCommand"
 
 
 class DecodeFailure(StrEnum):

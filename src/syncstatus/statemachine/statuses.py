@@ -60,6 +60,11 @@ class Status(IntEnum):
         return _INFO[self][2]
 
     @property
+    def ends_session(self) -> bool:
+        """A session that reached this status is over (until a new one starts)."""
+        return self.is_error or self.stage is Stage.END or self is Status.DEAUTHORIZED
+
+    @property
     def description(self) -> str:
         return _INFO[self][3]
 

@@ -8,7 +8,7 @@ status changes on the topic.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,12 +96,17 @@ class OutboxStore:
             ).one()
         return int(count), float(age)
 
-    @contextmanager
-    def _locked(self, key: int) -> Iterator[Any]:
-        with self.engine.begin() as connection:
-            raw = connection.connection.driver_connection
-            locked = raw.execute("SELECT pg_try_advisory_xact_lock(%s)", (key,)).fetchone()[0]
-            yield raw if locked else None
+    def _locked(self, key: int) -> AbstractContextManager[Any]:
+        return advisory_locked(self.engine, key)
+
+
+@contextmanager
+def advisory_locked(engine: sa.Engine, key: int) -> Iterator[Any]:
+    """A transaction holding the advisory lock `key`, or None if another holds it."""
+    with engine.begin() as connection:
+        raw = connection.connection.driver_connection
+        locked = raw.execute("SELECT pg_try_advisory_xact_lock(%s)", (key,)).fetchone()[0]
+        yield raw if locked else None
 
 
 def _transition(row: Sequence[Any]) -> Transition:

@@ -19,8 +19,9 @@ from psycopg.types.json import Jsonb
 
 from syncstatus.origin import Origin
 from syncstatus.statemachine.connection import Connection, ParkedEvent, Policy, Refusal
-from syncstatus.statemachine.events import EventType, SessionEvent, Substage
+from syncstatus.statemachine.events import Account, EventType, SessionEvent, Substage
 from syncstatus.statemachine.statuses import Status
+from syncstatus.statemachine.view import AccountRow, AccountsState, ConnectionView, CredentialRow
 
 
 class ConcurrentUpdate(Exception):
@@ -49,6 +50,9 @@ def event_to_json(event: SessionEvent) -> dict[str, Any]:
         "error": event.error,
         "substage": event.substage.value if event.substage else None,
         "attributes": dict(event.attributes),
+        "accounts": None
+        if event.accounts is None
+        else [[a.account_id, a.name, a.status] for a in event.accounts],
     }
 
 
@@ -64,6 +68,9 @@ def event_from_json(data: Mapping[str, Any]) -> SessionEvent:
         error=data["error"],
         substage=Substage(data["substage"]) if data["substage"] else None,
         attributes=data["attributes"],
+        accounts=None
+        if data.get("accounts") is None
+        else tuple(Account(*account) for account in data["accounts"]),
     )
 
 
@@ -183,8 +190,77 @@ class UnitOfWork:
             ) as copy:
                 for t in history:
                     copy.write_row((t.connection_id, t.sequence))
+        activities = [(c, a) for c in everything for a in c.activities]
+        if activities:
+            with self._raw.cursor().copy(
+                "COPY connection_activity (connection_id, session_id, event_id, event_type, "
+                "occurred_at, recorded_at, error, detail) FROM STDIN"
+            ) as copy:
+                for connection, a in activities:
+                    copy.write_row(
+                        (
+                            connection.connection_id,
+                            a.event.session_id,
+                            a.event.event_id,
+                            a.event.type.value,
+                            a.event.occurred_at,
+                            a.recorded_at,
+                            a.event.error,
+                            _activity_detail(a.event),
+                        )
+                    )
         refusals = [r for c in everything for r in c.refusals]
         self._write_dead_letters(refusals, origins, rejected)
+
+    def load_views(self, connection_ids: Iterable[str]) -> dict[str, ConnectionView]:
+        ids = sorted(set(connection_ids))
+        if not ids:
+            return {}
+        rows = self._raw.execute(
+            f"SELECT {_VIEW_COLUMNS} FROM connection_view WHERE connection_id = ANY(%s)", (ids,)
+        ).fetchall()
+        views = {row[0]: _view_from_row(row) for row in rows}
+        for connection_id, account_id, name, status, created_at, updated_at in self._raw.execute(
+            "SELECT connection_id, account_id, name, status, created_at, updated_at "
+            "FROM accounts WHERE connection_id = ANY(%s) ORDER BY account_id",
+            (list(views),),
+        ):
+            views[connection_id].accounts[account_id] = AccountRow(
+                account_id, name, status, created_at, updated_at
+            )
+        for connection_id, credential_id, added_at in self._raw.execute(
+            "SELECT connection_id, credential_id, added_at FROM credentials "
+            "WHERE connection_id = ANY(%s) ORDER BY added_at",
+            (list(views),),
+        ):
+            views[connection_id].credentials.append(CredentialRow(credential_id, added_at))
+        return views
+
+    def save_views(self, views: list[ConnectionView]) -> None:
+        """Write the projected columns; deletion and scheduling columns belong to commands."""
+        if not views:
+            return
+        self._raw.cursor().executemany(
+            f"INSERT INTO connection_view ({_VIEW_COLUMNS}) VALUES ({_VIEW_PLACEHOLDERS}) "
+            "ON CONFLICT (connection_id) DO UPDATE SET "
+            + ", ".join(f"{c} = EXCLUDED.{c}" for c in _VIEW_PROJECTED),
+            [_view_row(v) for v in views],
+        )
+        for table, changed, rows in (
+            ("accounts", [v for v in views if v.accounts_changed], _account_rows),
+            ("credentials", [v for v in views if v.credentials_changed], _credential_rows),
+        ):
+            if not changed:
+                continue
+            self._raw.execute(
+                f"DELETE FROM {table} WHERE connection_id = ANY(%s)",
+                ([v.connection_id for v in changed],),
+            )
+            columns = _CHILD_COLUMNS[table]
+            with self._raw.cursor().copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+                for view in changed:
+                    for row in rows(view):
+                        copy.write_row(row)
 
     def _write_connections(self, changed: list[Connection]) -> None:
         new = [c for c in changed if c.loaded_version == 0]
@@ -288,6 +364,94 @@ class UnitOfWork:
         ).fetchall()
         for connection_id, parked_at, event in rows:
             loaded[connection_id].parked.append(ParkedEvent(event_from_json(event), parked_at))
+
+
+_VIEW_PROJECTED = (
+    "app",
+    "status",
+    "business_account",
+    "business_account_id",
+    "credentials_valid",
+    "credentials_error",
+    "accounts_state",
+    "accounts_error",
+    "account_count",
+    "last_authorized_at",
+    "last_synced_at",
+)
+_VIEW_COLUMNS = ", ".join(("connection_id", "created_at", *_VIEW_PROJECTED))
+_VIEW_PLACEHOLDERS = ", ".join(["%s"] * (len(_VIEW_PROJECTED) + 2))
+_CHILD_COLUMNS = {
+    "accounts": "connection_id, account_id, name, status, created_at, updated_at",
+    "credentials": "connection_id, credential_id, added_at",
+}
+
+
+def _view_row(v: ConnectionView) -> tuple[Any, ...]:
+    return (
+        v.connection_id,
+        v.created_at,
+        v.app,
+        int(v.status),
+        v.business_account,
+        v.business_account_id,
+        v.credentials_valid,
+        v.credentials_error,
+        v.accounts_state.value,
+        v.accounts_error,
+        len(v.accounts),
+        v.last_authorized_at,
+        v.last_synced_at,
+    )
+
+
+def _view_from_row(row: Sequence[Any]) -> ConnectionView:
+    (
+        connection_id,
+        created_at,
+        app,
+        status,
+        business_account,
+        business_account_id,
+        credentials_valid,
+        credentials_error,
+        accounts_state,
+        accounts_error,
+        _count,
+        last_authorized_at,
+        last_synced_at,
+    ) = row
+    return ConnectionView(
+        connection_id=connection_id,
+        app=app,
+        status=Status(status),
+        created_at=created_at,
+        business_account=business_account,
+        business_account_id=business_account_id,
+        credentials_valid=credentials_valid,
+        credentials_error=credentials_error,
+        accounts_state=AccountsState(accounts_state),
+        accounts_error=accounts_error,
+        last_authorized_at=last_authorized_at,
+        last_synced_at=last_synced_at,
+    )
+
+
+def _account_rows(v: ConnectionView) -> Iterator[tuple[Any, ...]]:
+    for a in v.accounts.values():
+        yield v.connection_id, a.account_id, a.name, a.status, a.created_at, a.updated_at
+
+
+def _credential_rows(v: ConnectionView) -> Iterator[tuple[Any, ...]]:
+    for c in v.credentials:
+        yield v.connection_id, c.credential_id, c.added_at
+
+
+def _activity_detail(event: SessionEvent) -> str | None:
+    if event.accounts is None:
+        return None
+    names = ", ".join(a.name for a in event.accounts)
+    return f"{len(event.accounts)} accounts" + (f": {names}" if names else "")
 
 
 def _origin_json(origin: Origin | None) -> Jsonb | None:

@@ -7,6 +7,13 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
+from syncstatus.statemachine.statuses import Status
+from syncstatus.statemachine.view import (
+    AccountsState,
+    account_status,
+    can_extract,
+    credentials_label,
+)
 from syncstatus.store.schema import status_history
 
 
@@ -50,3 +57,265 @@ class StatusQueries:
         )
         with self.engine.connect() as connection:
             return [HistoryRow(*row) for row in connection.execute(query)]
+
+
+SORTABLE = {
+    "data_source": "v.app",
+    "business_account": "v.business_account",
+    "account_status": "v.account_count",
+    "business_account_id": "v.business_account_id",
+    "created": "v.created_at",
+    "last_authorization": "v.last_authorized_at",
+}
+"""Columns of the Connected sources list a person may sort by (not Status, not Actions)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionSummary:
+    """One line of the Connected sources list."""
+
+    connection_id: str
+    data_source: str
+    business_account: str | None
+    business_account_id: str | None
+    credentials: str | None
+    credentials_error: str | None
+    account_status: str
+    active_accounts: int
+    status_code: int
+    status_name: str
+    stage: str
+    is_error: bool
+    created: datetime
+    last_authorization: datetime | None
+    last_sync: datetime | None
+    sync_frequency_minutes: int
+    can_extract: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    items: list[ConnectionSummary]
+    total: int
+    page: int
+    page_size: int
+
+
+@dataclass(frozen=True, slots=True)
+class AccountLine:
+    account_id: str
+    name: str
+    status: str
+    created: datetime
+    updated: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class CredentialLine:
+    credential_id: str
+    role: str
+    added: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionDetail:
+    summary: ConnectionSummary
+    accounts: list[AccountLine]
+    credentials: list[CredentialLine]
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    """A status change or an activity (account events), as the history tab lists them."""
+
+    kind: str
+    session_id: str
+    event_type: str
+    event_id: str
+    occurred_at: datetime
+    recorded_at: datetime
+    sequence: int | None
+    from_status: int | None
+    to_status: int | None
+    error: str | None
+    detail: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class SessionSummary:
+    session_id: str
+    started_at: datetime
+    ended_at: datetime | None
+    final_status: int
+    duration_s: float | None
+    errors: int
+
+
+@dataclass(frozen=True, slots=True)
+class SessionDetail:
+    summary: SessionSummary
+    entries: list[HistoryEntry]
+
+
+_SUMMARY = (
+    "SELECT v.connection_id, v.app, v.business_account, v.business_account_id, "
+    "v.credentials_valid, v.credentials_error, v.accounts_state, v.account_count, v.status, "
+    "v.created_at, v.last_authorized_at, v.last_synced_at, v.sync_frequency_minutes "
+    "FROM connection_view v"
+)
+
+
+def _summary(row: sa.Row) -> ConnectionSummary:
+    (
+        connection_id,
+        app,
+        business_account,
+        business_account_id,
+        valid,
+        error,
+        accounts_state,
+        count,
+        status,
+        created,
+        last_auth,
+        last_sync,
+        frequency,
+    ) = row
+    return ConnectionSummary(
+        connection_id=connection_id,
+        data_source=app,
+        business_account=business_account,
+        business_account_id=business_account_id,
+        credentials=credentials_label(valid),
+        credentials_error=error,
+        account_status=account_status(AccountsState(accounts_state), count),
+        active_accounts=count,
+        status_code=status,
+        status_name=Status(status).label,
+        stage=Status(status).stage.label,
+        is_error=Status(status).is_error,
+        created=created,
+        last_authorization=last_auth,
+        last_sync=last_sync,
+        sync_frequency_minutes=frequency,
+        can_extract=can_extract(valid, count, None),
+    )
+
+
+class ConnectionQueries:
+    """The connections view, read for people (API and dashboard)."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+
+    def list(
+        self,
+        search: str | None = None,
+        sort: str = "created",
+        descending: bool = True,
+        page: int = 1,
+        page_size: int = 50,
+    ) -> Page:
+        """Listed (not deleted) connections, searched by data source name."""
+        if sort not in SORTABLE:
+            raise ValueError(f"cannot sort by {sort!r}; one of {', '.join(SORTABLE)}")
+        where = "WHERE v.deleted_at IS NULL"
+        params: dict[str, object] = {"limit": page_size, "offset": (page - 1) * page_size}
+        if search:
+            where += " AND v.app ILIKE :search ESCAPE '\\'"
+            escaped = search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            params["search"] = f"%{escaped}%"
+        order = f"{SORTABLE[sort]} {'DESC' if descending else 'ASC'} NULLS LAST, v.connection_id"
+        with self.engine.connect() as connection:
+            total = connection.execute(
+                sa.text(f"SELECT count(*) FROM connection_view v {where}"), params
+            ).scalar_one()
+            rows = connection.execute(
+                sa.text(f"{_SUMMARY} {where} ORDER BY {order} LIMIT :limit OFFSET :offset"),
+                params,
+            ).all()
+        return Page([_summary(r) for r in rows], total, page, page_size)
+
+    def connection(self, connection_id: str) -> ConnectionDetail | None:
+        with self.engine.connect() as connection:
+            row = connection.execute(
+                sa.text(f"{_SUMMARY} WHERE v.connection_id = :c AND v.deleted_at IS NULL"),
+                {"c": connection_id},
+            ).first()
+            if row is None:
+                return None
+            accounts = connection.execute(
+                sa.text(
+                    "SELECT account_id, name, status, created_at, updated_at FROM accounts "
+                    "WHERE connection_id = :c ORDER BY name, account_id"
+                ),
+                {"c": connection_id},
+            ).all()
+            credentials = connection.execute(
+                sa.text(
+                    "SELECT credential_id, added_at FROM credentials "
+                    "WHERE connection_id = :c ORDER BY added_at DESC"
+                ),
+                {"c": connection_id},
+            ).all()
+        return ConnectionDetail(
+            _summary(row),
+            [AccountLine(*a) for a in accounts],
+            [
+                CredentialLine(c[0], "main" if i == 0 else "secondary", c[1])
+                for i, c in enumerate(credentials)
+            ],
+        )
+
+    def history(self, connection_id: str, session_id: str | None = None) -> list[HistoryEntry]:
+        """Status changes and activities, oldest first (kept for audit after a delete)."""
+        session = " AND session_id = :s" if session_id else ""
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                sa.text(
+                    "SELECT 'status_change', session_id, event_type, CAST(event_id AS text), "
+                    "occurred_at, recorded_at, sequence, from_status, to_status, error, "
+                    "substage, recorded_at, sequence AS tiebreak "
+                    f"FROM status_history WHERE connection_id = :c{session} "
+                    "UNION ALL SELECT 'activity', session_id, event_type, "
+                    "CAST(event_id AS text), occurred_at, recorded_at, NULL, NULL, NULL, error, "
+                    f"detail, recorded_at, id FROM connection_activity WHERE connection_id = :c"
+                    f"{session} ORDER BY 12, 1 DESC, 13"
+                ),
+                {"c": connection_id, "s": session_id},
+            ).all()
+        return [HistoryEntry(*row[:11]) for row in rows]
+
+    def sessions(self, connection_id: str) -> list[SessionSummary]:
+        """Each session: its start, end, final status, duration and errors, newest first."""
+        return [self._session(entries) for entries in self._by_session(connection_id).values()][
+            ::-1
+        ]
+
+    def session(self, connection_id: str, session_id: str) -> SessionDetail | None:
+        entries = self.history(connection_id, session_id)
+        changes = [e for e in entries if e.kind == "status_change"]
+        if not changes:
+            return None
+        return SessionDetail(self._session(entries), entries)
+
+    def _by_session(self, connection_id: str) -> dict[str, list[HistoryEntry]]:
+        grouped: dict[str, list[HistoryEntry]] = {}
+        for entry in self.history(connection_id):
+            if entry.kind == "status_change":
+                grouped.setdefault(entry.session_id, []).append(entry)
+        return grouped
+
+    @staticmethod
+    def _session(entries: list[HistoryEntry]) -> SessionSummary:
+        changes = [e for e in entries if e.kind == "status_change"]
+        final = Status(changes[-1].to_status)
+        started, ended = changes[0].recorded_at, changes[-1].recorded_at
+        return SessionSummary(
+            session_id=changes[0].session_id,
+            started_at=started,
+            ended_at=ended if final.ends_session else None,
+            final_status=int(final),
+            duration_s=(ended - started).total_seconds() if final.ends_session else None,
+            errors=sum(1 for e in changes if e.to_status and Status(e.to_status).is_error),
+        )

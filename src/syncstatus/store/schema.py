@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     Index,
@@ -106,4 +107,79 @@ dead_letters = Table(
     Column("published_at", DateTime(timezone=True)),
     Index("dead_letters_unpublished", "id", postgresql_where=text("published_at IS NULL")),
     Index("dead_letters_connection", "connection_id"),
+)
+
+connection_view = Table(
+    "connection_view",
+    metadata,
+    Column("connection_id", Text, primary_key=True),
+    Column("app", Text, nullable=False),
+    Column("status", SmallInteger, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("business_account", Text),
+    Column("business_account_id", Text),
+    Column("credentials_valid", Boolean),
+    Column("credentials_error", Text),
+    Column("accounts_state", Text, nullable=False),
+    Column("accounts_error", Text),
+    Column("account_count", Integer, nullable=False, server_default=text("0")),
+    Column("last_authorized_at", DateTime(timezone=True)),
+    Column("last_synced_at", DateTime(timezone=True)),
+    Column("sync_frequency_minutes", Integer, nullable=False, server_default=text("1440")),
+    Column("next_sync_at", DateTime(timezone=True)),
+    Column("next_accounts_sync_at", DateTime(timezone=True)),
+    Column("deleted_at", DateTime(timezone=True)),
+    Index("connection_view_app", "app"),
+    Index("connection_view_listed", "created_at", postgresql_where=text("deleted_at IS NULL")),
+)
+
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("connection_id", Text, nullable=False),
+    Column("account_id", Text, nullable=False),
+    Column("name", Text, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True)),
+    PrimaryKeyConstraint("connection_id", "account_id"),
+)
+
+credentials = Table(
+    "credentials",
+    metadata,
+    Column("connection_id", Text, nullable=False),
+    Column("credential_id", Text, nullable=False),
+    Column("added_at", DateTime(timezone=True), nullable=False),
+    PrimaryKeyConstraint("connection_id", "credential_id"),
+)
+
+connection_activity = Table(
+    "connection_activity",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("connection_id", Text, nullable=False),
+    Column("session_id", Text, nullable=False),
+    Column("event_id", Uuid, nullable=False),
+    Column("event_type", Text, nullable=False),
+    Column("occurred_at", DateTime(timezone=True), nullable=False),
+    Column("recorded_at", DateTime(timezone=True), nullable=False),
+    Column("error", Text),
+    Column("detail", Text),
+    Index("connection_activity_connection", "connection_id", "id"),
+)
+
+commands = Table(
+    "commands",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("command_id", Uuid, nullable=False, unique=True),
+    Column("connection_id", Text, nullable=False),
+    Column("command", Text, nullable=False),
+    Column("parameters", JSONB, nullable=False, server_default=text("'{}'")),
+    Column("requested_by", Text, nullable=False),
+    Column("requested_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("published_at", DateTime(timezone=True)),
+    Index("commands_unpublished", "id", postgresql_where=text("published_at IS NULL")),
+    Index("commands_connection", "connection_id", "id"),
 )

@@ -1,0 +1,175 @@
+"""The connections view people read (seeds 000–004): credentials, accounts, what can be done.
+
+A projection of the same transitions and activities the engine records, updated in the same
+transaction; pure like the rest of the domain.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import Enum
+
+from syncstatus.statemachine.connection import Activity, Transition
+from syncstatus.statemachine.events import EventType
+from syncstatus.statemachine.statuses import Status
+
+DEFAULT_SYNC_FREQUENCY_MINUTES = 1440
+
+BUSINESS_ACCOUNT = "business_account"
+BUSINESS_ACCOUNT_ID = "business_account_id"
+CREDENTIAL_ID = "credential_id"
+
+_CREDENTIALS_LOST = {
+    EventType.AUTHORIZATION_FAILED: "Invalid credentials",
+    EventType.AUTHORIZATION_TIMED_OUT: "Authorization was not completed in time",
+    EventType.DEAUTHORIZED: "The app's connection ended; reconnect it",
+    EventType.DISCONNECTED: "The app was disconnected",
+}
+
+
+class AccountsState(Enum):
+    LOADING = "loading"
+    READY = "ready"
+    ERROR = "error"
+
+
+def credentials_label(valid: bool | None) -> str | None:
+    """Active / Error as the Connected sources list shows it; None before any login."""
+    if valid is None:
+        return None
+    return "Active" if valid else "Error"
+
+
+def account_status(state: AccountsState, count: int) -> str:
+    if state is AccountsState.LOADING:
+        return "Loading accounts"
+    if state is AccountsState.ERROR:
+        return "Error"
+    return f"{count} accounts" if count else "No accounts"
+
+
+def can_extract(credentials_valid: bool | None, accounts: int, deleted_at: datetime | None) -> bool:
+    """Extraction needs an active connection with at least one connected account."""
+    return bool(credentials_valid) and accounts > 0 and deleted_at is None
+
+
+@dataclass(slots=True)
+class AccountRow:
+    account_id: str
+    name: str
+    status: str
+    created_at: datetime
+    updated_at: datetime | None = None
+
+
+@dataclass(slots=True)
+class CredentialRow:
+    credential_id: str
+    added_at: datetime
+
+
+@dataclass(slots=True)
+class ConnectionView:
+    connection_id: str
+    app: str
+    status: Status
+    created_at: datetime
+    business_account: str | None = None
+    business_account_id: str | None = None
+    credentials_valid: bool | None = None
+    credentials_error: str | None = None
+    accounts_state: AccountsState = AccountsState.LOADING
+    accounts_error: str | None = None
+    last_authorized_at: datetime | None = None
+    last_synced_at: datetime | None = None
+    sync_frequency_minutes: int = DEFAULT_SYNC_FREQUENCY_MINUTES
+    deleted_at: datetime | None = None
+    accounts: dict[str, AccountRow] = field(default_factory=dict)
+    credentials: list[CredentialRow] = field(default_factory=list)
+    accounts_changed: bool = False
+    credentials_changed: bool = False
+
+    @property
+    def credentials_label(self) -> str | None:
+        return credentials_label(self.credentials_valid)
+
+    @property
+    def account_status(self) -> str:
+        return account_status(self.accounts_state, len(self.accounts))
+
+    @property
+    def can_extract(self) -> bool:
+        return can_extract(self.credentials_valid, len(self.accounts), self.deleted_at)
+
+    @property
+    def main_credential(self) -> str | None:
+        return self.credentials[-1].credential_id if self.credentials else None
+
+    def apply_transition(self, t: Transition) -> None:
+        self.status = t.to_status
+        kind = t.event_type
+        if kind is EventType.AUTHORIZATION_SUCCEEDED:
+            self.credentials_valid, self.credentials_error = True, None
+            self.last_authorized_at = t.occurred_at
+            self.business_account = t.attributes.get(BUSINESS_ACCOUNT, self.business_account)
+            self.business_account_id = t.attributes.get(
+                BUSINESS_ACCOUNT_ID, self.business_account_id
+            )
+            if self.accounts_state is AccountsState.LOADING:
+                self.accounts_state = AccountsState.READY
+            credential = t.attributes.get(CREDENTIAL_ID)
+            if credential:
+                self._add_credential(credential, t.occurred_at)
+        elif kind in _CREDENTIALS_LOST:
+            self.credentials_valid = False
+            self.credentials_error = t.error or _CREDENTIALS_LOST[kind]
+        elif kind is EventType.SYNC_COMPLETED:
+            self.last_synced_at = t.occurred_at
+            for account in self.accounts.values():
+                account.updated_at = t.occurred_at
+            self.accounts_changed = True
+
+    def apply_activity(self, activity: Activity) -> None:
+        event = activity.event
+        if event.type is EventType.ACCOUNTS_SYNCED:
+            listed = {a.account_id: a for a in event.accounts or ()}
+            self.accounts = {
+                account_id: AccountRow(
+                    account_id,
+                    a.name,
+                    a.status,
+                    self.accounts[account_id].created_at
+                    if account_id in self.accounts
+                    else event.occurred_at,
+                    self.accounts[account_id].updated_at if account_id in self.accounts else None,
+                )
+                for account_id, a in listed.items()
+            }
+            self.accounts_state, self.accounts_error = AccountsState.READY, None
+            self.accounts_changed = True
+        elif event.type is EventType.ACCOUNTS_SYNC_FAILED:
+            self.accounts_state = AccountsState.ERROR
+            self.accounts_error = event.error or "Accounts could not be listed"
+
+    def _add_credential(self, credential_id: str, at: datetime) -> None:
+        """The newest credentials become main; earlier ones stay, as secondary."""
+        self.credentials = [c for c in self.credentials if c.credential_id != credential_id]
+        self.credentials.append(CredentialRow(credential_id, at))
+        self.credentials_changed = True
+
+
+def project(
+    view: ConnectionView | None, transitions: list[Transition], activities: list[Activity]
+) -> ConnectionView | None:
+    """The view after what one unit of work decided for one connection (None: still unseen)."""
+    if view is None and transitions:
+        first = transitions[0]
+        view = ConnectionView(first.connection_id, first.app, first.to_status, first.recorded_at)
+    if view is None:
+        return None
+    for t in transitions:
+        view.apply_transition(t)
+    for a in activities:
+        view.apply_activity(a)
+    return view

@@ -1,0 +1,215 @@
+"""The connections view, kept by the engine in the same transaction, and the commands."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from syncstatus.engine import Inbound, StatusEngine
+from syncstatus.statemachine.commands import CommandRefused, CommandType
+from syncstatus.statemachine.connection import Policy
+from syncstatus.statemachine.events import Account, EventType
+from syncstatus.store.commands import CommandStore, ConnectionNotFound
+from syncstatus.store.postgres import PostgresStore
+from syncstatus.store.queries import ConnectionQueries
+
+from ..unit.factories import event, happy_session
+
+E = EventType
+
+
+@pytest.fixture
+def engine(db_engine) -> StatusEngine:
+    return StatusEngine(PostgresStore(db_engine), Policy())
+
+
+@pytest.fixture
+def queries(db_engine) -> ConnectionQueries:
+    return ConnectionQueries(db_engine)
+
+
+@pytest.fixture
+def commands(db_engine) -> CommandStore:
+    return CommandStore(db_engine)
+
+
+def authorize(engine, connection_id="c1", credential="cred-1", app="facebook_ads"):
+    started = event(E.AUTHORIZATION_STARTED, connection_id, app=app)
+    succeeded = event(
+        E.AUTHORIZATION_SUCCEEDED,
+        connection_id,
+        app=app,
+        attributes={
+            "business_account": "ads@acme.example",
+            "business_account_id": "ba-42",
+            "credential_id": credential,
+        },
+    )
+    engine.apply_batch([Inbound(started), Inbound(succeeded)])
+
+
+def accounts(engine, connection_id, *names):
+    listed = tuple(Account(f"acc-{n}", n, "active") for n in names)
+    engine.apply_event(event(E.ACCOUNTS_SYNCED, connection_id, accounts=listed))
+
+
+def test_the_view_follows_authorization_accounts_and_syncs(engine, queries):
+    engine.apply_event(event(E.AUTHORIZATION_STARTED, "c1"))
+    line = queries.list().items[0]
+    assert (line.credentials, line.account_status, line.can_extract) == (
+        None,
+        "Loading accounts",
+        False,
+    )
+    authorize(engine)
+    line = queries.list().items[0]
+    assert (line.data_source, line.business_account, line.business_account_id) == (
+        "facebook_ads",
+        "ads@acme.example",
+        "ba-42",
+    )
+    assert (line.credentials, line.account_status, line.can_extract) == (
+        "Active",
+        "No accounts",
+        False,
+    )
+    assert line.last_authorization is not None
+    accounts(engine, "c1", "Main", "Brand")
+    detail = queries.connection("c1")
+    assert detail.summary.account_status == "2 accounts" and detail.summary.can_extract
+    assert [a.name for a in detail.accounts] == ["Brand", "Main"]
+    accounts(engine, "c1", "Main")
+    assert [a.name for a in queries.connection("c1").accounts] == ["Main"]
+    for e in happy_session("c1")[2:]:
+        engine.apply_event(e)
+    detail = queries.connection("c1")
+    assert detail.summary.status_name == "Synced" and detail.summary.last_sync is not None
+    assert detail.accounts[0].updated == detail.summary.last_sync
+
+
+def test_new_credentials_become_main_and_old_ones_stay_secondary(engine, queries):
+    authorize(engine, credential="old")
+    authorize(engine, credential="new")
+    roles = [(c.credential_id, c.role) for c in queries.connection("c1").credentials]
+    assert roles == [("new", "main"), ("old", "secondary")]
+
+
+def test_a_failed_authorization_shows_error_with_its_detail(engine, queries):
+    authorize(engine)
+    engine.apply_event(event(E.AUTHORIZATION_STARTED, "c1"))
+    engine.apply_event(event(E.AUTHORIZATION_FAILED, "c1", error="password expired"))
+    line = queries.list().items[0]
+    assert (line.credentials, line.credentials_error) == ("Error", "password expired")
+
+
+def test_accounts_sync_failure_shows_error(engine, queries):
+    authorize(engine)
+    engine.apply_event(event(E.ACCOUNTS_SYNC_FAILED, "c1", error="API quota"))
+    assert queries.list().items[0].account_status == "Error"
+    history = queries.history("c1")
+    assert [h.event_type for h in history if h.kind == "activity"] == ["ACCOUNTS_SYNC_FAILED"]
+
+
+def test_search_sort_and_pages(engine, queries):
+    for i, app in enumerate(["facebook_ads", "google_ads", "hubspot", "plaid"]):
+        authorize(engine, f"c{i}", app=app)
+    assert [c.data_source for c in queries.list(search="ADS").items] == [
+        "google_ads",
+        "facebook_ads",
+    ]
+    assert [c.data_source for c in queries.list(search="%").items] == []
+    ordered = queries.list(sort="data_source", descending=False, page=1, page_size=3)
+    assert [c.data_source for c in ordered.items] == ["facebook_ads", "google_ads", "hubspot"]
+    assert ordered.total == 4
+    assert [
+        c.data_source
+        for c in queries.list(sort="data_source", descending=False, page=2, page_size=3).items
+    ] == ["plaid"]
+    with pytest.raises(ValueError, match="cannot sort by 'status'"):
+        queries.list(sort="status")
+
+
+def test_sync_is_refused_until_an_account_is_connected(engine, commands, db_engine):
+    authorize(engine)
+    with pytest.raises(CommandRefused, match="no account is connected"):
+        commands.issue("c1", CommandType.SYNC_AND_REFRESH, "alice")
+    accounts(engine, "c1", "Main")
+    issued = commands.issue("c1", CommandType.SYNC_AND_REFRESH, "alice")
+    assert issued.command is CommandType.SYNC_AND_REFRESH and issued.app == "facebook_ads"
+    with db_engine.connect() as connection:
+        assert connection.execute(sa.text("SELECT command, requested_by FROM commands")).all() == [
+            ("SYNC_AND_REFRESH", "alice")
+        ]
+
+
+def test_reconnect_is_always_allowed(engine, commands):
+    authorize(engine)
+    engine.apply_event(event(E.DEAUTHORIZED, "c1"))
+    assert commands.issue("c1", CommandType.RECONNECT, "alice").command is CommandType.RECONNECT
+    with pytest.raises(CommandRefused, match="credentials are not valid"):
+        commands.issue("c1", CommandType.SYNC_ACCOUNTS, "alice")
+
+
+def test_delete_hides_the_connection_for_good_and_keeps_its_history(engine, commands, queries):
+    authorize(engine)
+    commands.issue("c1", CommandType.DELETE, "alice")
+    assert queries.list().total == 0 and queries.connection("c1") is None
+    assert len(queries.history("c1")) == 2
+    with pytest.raises(ConnectionNotFound):
+        commands.issue("c1", CommandType.RECONNECT, "alice")
+    engine.apply_event(event(E.DEAUTHORIZED, "c1"))  # later events still apply, still hidden
+    assert queries.connection("c1") is None
+
+
+def test_sync_frequency_is_validated(engine, commands, queries):
+    authorize(engine)
+    with pytest.raises(CommandRefused, match="15 to 10080 minutes"):
+        commands.issue("c1", CommandType.SET_SYNC_FREQUENCY, "alice", 5)
+    commands.issue("c1", CommandType.SET_SYNC_FREQUENCY, "alice", 60)
+    assert queries.list().items[0].sync_frequency_minutes == 60
+
+
+def test_sessions_summarize_start_end_final_status_and_errors(engine, queries):
+    for e in happy_session("c1", "s-1"):
+        engine.apply_event(e)
+    engine.apply_event(event(E.LOADING_STARTED, "c1", "s-2"))
+    engine.apply_event(event(E.LOADING_FAILED, "c1", "s-2", error="timeout"))
+    newest, oldest = queries.sessions("c1")
+    assert (oldest.session_id, oldest.final_status, oldest.errors) == ("s-1", 19, 0)
+    assert oldest.ended_at is not None and oldest.duration_s >= 0
+    assert (newest.session_id, newest.final_status, newest.errors) == ("s-2", 11, 1)
+    detail = queries.session("c1", "s-2")
+    assert [e.error for e in detail.entries] == [None, "timeout"]
+    assert queries.session("c1", "nope") is None
+
+
+def test_two_schedulers_issue_each_due_sync_once(engine, commands, db_engine):
+    for i in range(60):
+        authorize(engine, f"c{i}")
+        accounts(engine, f"c{i}", "Main")
+    now = datetime.now(UTC) + timedelta(minutes=1)
+    barrier = threading.Barrier(2)
+    counts: list[int] = []
+
+    def schedule():
+        barrier.wait()
+        counts.append(sum(iter(lambda: commands.schedule_due(now, timedelta(days=1), 7), 0)))
+
+    threads = [threading.Thread(target=schedule) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    with db_engine.connect() as connection:
+        rows = connection.execute(
+            sa.text(
+                "SELECT command, count(*), count(DISTINCT connection_id) FROM commands "
+                "GROUP BY command ORDER BY command"
+            )
+        ).all()
+    assert rows == [("SYNC_ACCOUNTS", 60, 60), ("SYNC_AND_REFRESH", 60, 60)]
+    assert sum(counts) == 120
+    assert commands.schedule_due(now, timedelta(days=1), 100) == 0
