@@ -11,6 +11,7 @@ import typer
 from syncstatus import docs
 from syncstatus.bootstrap import build, build_service
 from syncstatus.logs import configure_logging
+from syncstatus.service import Loop
 from syncstatus.settings import Settings
 from syncstatus.statemachine.statuses import Status
 from syncstatus.store.database import create_engine, migrate
@@ -34,6 +35,22 @@ def run() -> None:
 
 
 @app.command()
+def api() -> None:
+    """Serve the connections API and the dashboard on SYNCSTATUS_API_PORT."""
+    import uvicorn
+
+    from syncstatus.api.app import create_app
+
+    settings = Settings()
+    configure_logging(settings.log_level, settings.log_json)
+    application = build(settings)
+    uvicorn.run(
+        create_app(application), host=settings.api_host, port=settings.api_port, log_level="warning"
+    )
+    application.close()
+
+
+@app.command()
 def dev(
     data_dir: Path = typer.Option(Path(".syncstatus"), help="Where PostgreSQL keeps its data."),
     demo: bool = typer.Option(False, "--demo", help="Run the demo once the service is up."),
@@ -48,6 +65,11 @@ def dev(
     with embedded(data_dir, base) as settings:
         application = build(settings)
         service = build_service(application)
+        from syncstatus.api.app import create_app
+        from syncstatus.observability import HttpEndpoint
+
+        dashboard = HttpEndpoint(create_app(application), settings.api_port, host="127.0.0.1")
+        service.loops.append(Loop("api", dashboard.run))
         typer.echo(
             f"syncstatus is running\n"
             f"  Kafka:      {settings.bootstrap_servers}  (topics {settings.topic_auth}, "
@@ -56,6 +78,8 @@ def dev(
             f"  PostgreSQL: {settings.database_url}\n"
             f"  Metrics:    http://127.0.0.1:{settings.metrics_port}/metrics  "
             f"(/healthz, /readyz)\n"
+            f"  Dashboard:  http://127.0.0.1:{settings.api_port}/  (API token: "
+            f"{settings.api_token.get_secret_value() if settings.api_token else '-'})\n"
             f"  other terminal: SYNCSTATUS_BOOTSTRAP_SERVERS={settings.bootstrap_servers} "
             f"SYNCSTATUS_DATABASE_URL={settings.database_url} syncstatus tail\n"
             f"Ctrl-C stops it."

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,7 +27,10 @@ def _port(preferred: int) -> int:
 
 @contextmanager
 def embedded(data_dir: Path, base: Settings) -> Iterator[Settings]:
-    """Start both servers; yield settings pointing at them (environment values still win)."""
+    """Start both servers; yield settings pointing at them (environment values still win).
+
+    Without SYNCSTATUS_API_TOKEN a fresh token is made, so the dashboard's buttons work.
+    """
     data_dir.mkdir(parents=True, exist_ok=True)
     with (
         EmbeddedPostgres(data_dir / "pg", port=_port(5432)) as postgres,
@@ -36,6 +40,8 @@ def embedded(data_dir: Path, base: Settings) -> Iterator[Settings]:
             "database_url": postgres.url,
             "bootstrap_servers": kafka.bootstrap_servers,
             "metrics_port": _port(9108),
+            "api_port": _port(8080),
+            "api_token": secrets.token_urlsafe(12),
             **TANSU_CONSUMER,
         }
         update = {k: v for k, v in defaults.items() if k not in base.model_fields_set}

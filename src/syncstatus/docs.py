@@ -29,17 +29,19 @@ def status_table() -> str:
     return "\n".join(lines) + "\n"
 
 
-def transition_table() -> str:
-    """One row per event type and target: the sources, then the guard if there is one."""
-    grouped: dict[tuple[EventType, Status, str], list[str]] = {}
+def transition_rows() -> list[tuple[EventType, list[Status | None], Status, str]]:
+    """One row per event type, target and guard, with all its sources."""
+    grouped: dict[tuple[EventType, Status, str], list[Status | None]] = {}
     for event, source, route in TRANSITIONS.rows():
-        name = "new connection" if source is None else str(int(source))
-        grouped.setdefault((event, route.target, route.guard_text), []).append(name)
+        grouped.setdefault((event, route.target, route.guard_text), []).append(source)
+    return [(event, sources, target, guard) for (event, target, guard), sources in grouped.items()]
+
+
+def transition_table() -> str:
     lines = ["| event type | from | to | guard |", "|---|---|---|---|"]
-    for (event, target, guard), sources in grouped.items():
-        lines.append(
-            f"| {event.value} | {', '.join(sources)} | {int(target)} {target.label} | {guard} |"
-        )
+    for event, sources, target, guard in transition_rows():
+        names = ", ".join("new connection" if s is None else str(int(s)) for s in sources)
+        lines.append(f"| {event.value} | {names} | {int(target)} {target.label} | {guard} |")
     return "\n".join(lines) + "\n"
 
 

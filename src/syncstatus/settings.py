@@ -39,6 +39,7 @@ class Settings(BaseSettings):
     kafka_ssl_password: SecretStr | None = Field(
         None, description="Password of the client private key (never logged or printed)."
     )
+    api_host: str = Field("0.0.0.0", description="Address `syncstatus api` listens on.")
     api_port: int = Field(8080, gt=0, lt=65536, description="Port of `syncstatus api`.")
     api_token: SecretStr | None = Field(
         None, description="Bearer token the API's write endpoints require (unset: all refused)."

@@ -1,0 +1,179 @@
+"""The HTTP API against real PostgreSQL: reads, commands, tokens, and no 500 on any input."""
+
+from __future__ import annotations
+
+import pytest
+import schemathesis
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
+
+from syncstatus.api.app import create_app
+from syncstatus.bootstrap import build
+from syncstatus.settings import Settings
+from syncstatus.statemachine.events import Account, EventType
+
+from ..unit.factories import event, happy_session
+
+E = EventType
+TOKEN = "t0ken"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture
+def application(db_engine, database_url):
+    application = build(Settings(database_url=database_url, api_token=TOKEN))
+    yield application
+    application.close()
+
+
+@pytest.fixture
+def client(application) -> TestClient:
+    return TestClient(create_app(application))
+
+
+def seed(application, connection_id="c1", app="facebook_ads", accounts=("Main",)):
+    engine = application.engine
+    engine.apply_event(event(E.AUTHORIZATION_STARTED, connection_id, app=app))
+    engine.apply_event(
+        event(
+            E.AUTHORIZATION_SUCCEEDED,
+            connection_id,
+            app=app,
+            attributes={
+                "business_account": f"{app}@acme.example",
+                "business_account_id": f"ba-{connection_id}",
+                "credential_id": "cred-1",
+            },
+        )
+    )
+    if accounts:
+        engine.apply_event(
+            event(
+                E.ACCOUNTS_SYNCED,
+                connection_id,
+                app=app,
+                accounts=tuple(Account(f"acc-{n}", n, "active") for n in accounts),
+            )
+        )
+
+
+def test_list_search_sort_and_page(application, client):
+    for i, app in enumerate(["hubspot", "facebook_ads", "google_ads"]):
+        seed(application, f"c{i}", app)
+    page = client.get("/connections", params={"sort": "data_source", "order": "asc"}).json()
+    assert [c["data_source"] for c in page["items"]] == ["facebook_ads", "google_ads", "hubspot"]
+    assert page["total"] == 3
+    first = page["items"][0]
+    assert first["status"] == {
+        "code": 9,
+        "name": "Authorized",
+        "stage": "authorization",
+        "is_error": False,
+    }
+    assert (first["credentials"], first["account_status"], first["can_extract"]) == (
+        "Active",
+        "1 accounts",
+        True,
+    )
+    found = client.get("/connections", params={"search": "ads", "page_size": 1, "page": 2})
+    assert [c["data_source"] for c in found.json()["items"]] == ["facebook_ads"]
+    refused = client.get("/connections", params={"sort": "status"})
+    assert refused.status_code == 422 and "sort" in refused.text
+
+
+def test_connection_detail_history_and_sessions(application, client):
+    seed(application)
+    for e in happy_session("c1", "s-2")[2:]:
+        application.engine.apply_event(e)
+    detail = client.get("/connections/c1").json()
+    assert detail["summary"]["status"]["name"] == "Synced"
+    assert detail["accounts"][0]["name"] == "Main"
+    assert detail["credentials"] == [
+        {"credential_id": "cred-1", "role": "main", "added": detail["credentials"][0]["added"]}
+    ]
+    entries = client.get("/connections/c1/history").json()["entries"]
+    assert entries[0]["from_status"] is None and entries[0]["to_status"]["code"] == 6
+    assert {e["kind"] for e in entries} == {"status_change", "activity"}
+    sessions = client.get("/connections/c1/sessions").json()["sessions"]
+    assert sessions[0]["session_id"] == "s-2" and sessions[0]["final_status"]["code"] == 19
+    one = client.get("/connections/c1/sessions/s-2").json()
+    assert one["summary"]["ended_at"] is not None
+    assert client.get("/connections/c1/sessions/nope").status_code == 404
+    assert client.get("/connections/nope").json() == {"detail": "no connection nope"}
+
+
+def test_statuses_are_generated_from_the_machine(client):
+    body = client.get("/statuses").json()
+    assert [s["code"] for s in body["statuses"]][:3] == [2, 6, 7]
+    assert {"event_type": "SYNC_COMPLETED", "sources": [18], "target": 19, "guard": ""} in (
+        body["transitions"]
+    )
+
+
+def test_write_endpoints_refuse_a_missing_or_wrong_token(application, client):
+    seed(application)
+    for method, path in [
+        ("post", "/connections/c1/sync"),
+        ("post", "/connections/c1/reconnect"),
+        ("post", "/connections/c1/sync-accounts"),
+        ("delete", "/connections/c1"),
+        ("put", "/connections/c1/sync-frequency"),
+    ]:
+        missing = client.request(method, path, json={"minutes": 60})
+        wrong = client.request(
+            method, path, json={"minutes": 60}, headers={"Authorization": "Bearer nope"}
+        )
+        assert (missing.status_code, wrong.status_code) == (401, 403), path
+    assert client.get("/connections/c1").status_code == 200
+
+
+def test_sync_is_refused_with_the_reason_unless_the_connection_can_extract(application, client):
+    seed(application, accounts=())
+    refused = client.post("/connections/c1/sync", headers=AUTH)
+    assert refused.status_code == 409
+    assert refused.json() == {"detail": "no account is connected: sync accounts first"}
+    accepted = client.post("/connections/c1/sync-accounts", headers=AUTH)
+    assert accepted.status_code == 202 and accepted.json()["command"] == "SYNC_ACCOUNTS"
+
+
+def test_delete_is_final_and_keeps_history(application, client):
+    seed(application)
+    assert client.delete("/connections/c1", headers=AUTH).status_code == 202
+    assert client.get("/connections").json()["total"] == 0
+    assert client.get("/connections/c1").status_code == 404
+    assert client.delete("/connections/c1", headers=AUTH).status_code == 404
+    assert len(client.get("/connections/c1/history").json()["entries"]) == 3
+
+
+def test_sync_frequency_is_validated(application, client):
+    seed(application)
+    too_often = client.put("/connections/c1/sync-frequency", json={"minutes": 1}, headers=AUTH)
+    assert too_often.status_code == 422
+    ok = client.put("/connections/c1/sync-frequency", json={"minutes": 60}, headers=AUTH)
+    assert ok.status_code == 202 and ok.json()["parameters"] == {"sync_frequency_minutes": "60"}
+    assert client.get("/connections/c1").json()["summary"]["sync_frequency_minutes"] == 60
+
+
+def test_control_characters_in_ids_are_a_client_error(client):
+    assert client.get("/connections/a%00b").status_code == 422
+    assert client.get("/connections", params={"search": "a\x00"}).status_code == 422
+    assert client.get("/connections/c1/sessions/s%01").status_code == 422
+
+
+@pytest.fixture
+def api_schema(application):
+    seed(application)
+    seed(application, "c2", "plaid", accounts=())
+    return schemathesis.openapi.from_asgi("/openapi.json", create_app(application))
+
+
+schema = schemathesis.pytest.from_fixture("api_schema")
+
+
+@schema.parametrize()
+@hypothesis_settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+def test_no_input_makes_the_api_fail(case):
+    case.headers = {**(case.headers or {}), **AUTH}
+    response = case.call()
+    assert response.status_code < 500, (case.method, case.path, response.text)
