@@ -1,7 +1,7 @@
 PYTHON ?= python3
 DATA_DIR ?= .syncstatus
 
-.PHONY: install run test bench
+.PHONY: install chromium run test bench
 
 install:
 	$(PYTHON) -m pip install --quiet -e '.[test]'
@@ -10,8 +10,12 @@ install:
 run: install
 	syncstatus dev --demo --data-dir $(DATA_DIR)
 
-# Install and run the whole test suite (unit, integration, end-to-end).
-test: install
+# Debian's Chromium for the browser tests (they skip without it); needs root or sudo rights.
+chromium:
+	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || echo "no chromium: the browser tests will be skipped"
+
+# Install and run the whole test suite (unit, integration, end-to-end, browser).
+test: install chromium
 	$(PYTHON) -m pytest
 
 bench: install

@@ -7,6 +7,8 @@ every side encodes exactly the same way.
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from syncstatus.schemas import (
@@ -40,10 +42,53 @@ class MessageRejected(Exception):
         self.detail = detail
 
 
+@dataclass(frozen=True, slots=True)
+class EventLimits:
+    """What a well-formed input message may hold; anything beyond is refused as invalid
+    before it reaches the engine, so no producer can poison a partition or a connection."""
+
+    max_message_bytes: int = 1_048_576
+    max_id_length: int = 256
+    max_text_length: int = 4096
+    max_attributes: int = 64
+    max_accounts: int = 10_000
+    max_clock_skew: timedelta = timedelta(hours=1)
+
+    def check(self, event: SessionEvent, now: datetime) -> None:
+        """Raise MessageRejected(INVALID_EVENT) for an event beyond the limits."""
+        for name in ("connection_id", "session_id", "app", "producer"):
+            self._text(name, getattr(event, name), self.max_id_length)
+        self._text("error", event.error or "", self.max_text_length)
+        if len(event.attributes) > self.max_attributes:
+            self._refuse(f"{len(event.attributes)} attributes; at most {self.max_attributes}")
+        for key, value in event.attributes.items():
+            self._text("attribute name", key, self.max_id_length)
+            self._text(f"attribute {key[:40]!r}", value, self.max_text_length)
+        if event.accounts is not None and len(event.accounts) > self.max_accounts:
+            self._refuse(f"{len(event.accounts)} accounts; at most {self.max_accounts}")
+        for account in event.accounts or ():
+            self._text("account id", account.account_id, self.max_id_length)
+            self._text("account name", account.name, self.max_text_length)
+            self._text("account status", account.status, self.max_id_length)
+        if event.occurred_at - now > self.max_clock_skew:
+            self._refuse(f"occurred_at {event.occurred_at.isoformat()} is in the future")
+
+    def _text(self, name: str, value: str, limit: int) -> None:
+        if len(value) > limit:
+            self._refuse(f"{name} is {len(value)} characters long; at most {limit}")
+        if "\x00" in value:
+            self._refuse(f"{name} contains a NUL character")
+
+    @staticmethod
+    def _refuse(detail: str) -> None:
+        raise MessageRejected(RefusalReason.INVALID_EVENT, detail)
+
+
 class EventMessages:
     """SessionEvent <-> Avro single-object bytes."""
 
-    def __init__(self) -> None:
+    def __init__(self, limits: EventLimits | None = None) -> None:
+        self.limits = limits or EventLimits()
         self.codec = SingleObjectCodec(
             SESSION_EVENT, writer_schemas=earlier_versions(SESSION_EVENT)
         )
@@ -70,9 +115,15 @@ class EventMessages:
             }
         )
 
-    def decode(self, value: bytes | None) -> SessionEvent:
+    def decode(self, value: bytes | None, now: datetime | None = None) -> SessionEvent:
+        """The event in `value`, or MessageRejected saying why it can never be one."""
         if value is None:
             raise MessageRejected(RefusalReason.UNDECODABLE, "the message has no value")
+        if len(value) > self.limits.max_message_bytes:
+            raise MessageRejected(
+                RefusalReason.UNDECODABLE,
+                f"{len(value)} bytes; at most {self.limits.max_message_bytes}",
+            )
         try:
             record = self.codec.decode(value)
         except UnknownSchema as error:
@@ -84,7 +135,7 @@ class EventMessages:
         if record["substage"] == UNKNOWN:
             raise MessageRejected(RefusalReason.INVALID_EVENT, "unknown substage")
         try:
-            return SessionEvent(
+            event = SessionEvent(
                 event_id=_uuid(record["event_id"]),
                 type=EventType(record["type"]),
                 connection_id=record["connection_id"],
@@ -101,6 +152,8 @@ class EventMessages:
             )
         except (InvalidEvent, ValueError) as error:
             raise MessageRejected(RefusalReason.INVALID_EVENT, str(error)) from error
+        self.limits.check(event, now or datetime.now(UTC))
+        return event
 
 
 class StatusChangeMessages:

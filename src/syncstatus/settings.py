@@ -9,6 +9,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
+from syncstatus.messages import EventLimits
 from syncstatus.statemachine.connection import TIMEOUT_STATUSES, Policy
 from syncstatus.statemachine.statuses import Status
 
@@ -118,6 +119,21 @@ class Settings(BaseSettings):
     log_level: str = Field("INFO", description="DEBUG logs every transition.")
     log_json: bool = Field(True, description="JSON log lines (false: human-readable).")
 
+    max_message_bytes: int = Field(
+        1_048_576, gt=0, description="Larger input messages are dead-lettered unread."
+    )
+    max_id_length: int = Field(
+        256, gt=0, description="Longest connection, session, app, producer or account id."
+    )
+    max_text_length: int = Field(
+        4096, gt=0, description="Longest error text, attribute value or account name."
+    )
+    max_attributes: int = Field(64, gt=0, description="Most attributes one event may carry.")
+    max_accounts: int = Field(10_000, gt=0, description="Most accounts one event may list.")
+    max_clock_skew_s: float = Field(
+        3600, gt=0, description="Events stamped further in the future than this are refused."
+    )
+
     @field_validator("stage_timeouts_s")
     @classmethod
     def _only_statuses_that_time_out(cls, value: dict[int, float]) -> dict[int, float]:
@@ -132,6 +148,16 @@ class Settings(BaseSettings):
         values = self.model_dump(mode="json")
         values["database_url"] = make_url(self.database_url).render_as_string(hide_password=True)
         return values
+
+    def event_limits(self) -> EventLimits:
+        return EventLimits(
+            max_message_bytes=self.max_message_bytes,
+            max_id_length=self.max_id_length,
+            max_text_length=self.max_text_length,
+            max_attributes=self.max_attributes,
+            max_accounts=self.max_accounts,
+            max_clock_skew=timedelta(seconds=self.max_clock_skew_s),
+        )
 
     def policy(self) -> Policy:
         return Policy(

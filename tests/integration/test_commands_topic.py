@@ -31,7 +31,10 @@ def test_issued_and_scheduled_commands_are_published(kafka, db_engine, database_
         engine.apply_event(event(E.ACCOUNTS_SYNCED, "c1", accounts=(Account("a", "A", "ok"),)))
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and {c["type"] for c in seen} != {
-                "RECONNECT", "SYNC_ACCOUNTS", "SYNC_AND_REFRESH"}:
+            "RECONNECT",
+            "SYNC_ACCOUNTS",
+            "SYNC_AND_REFRESH",
+        }:
             seen += [messages.decode(r.value) for r in reader.poll(200)]
         reader.close()
     application.close()

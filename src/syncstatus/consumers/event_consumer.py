@@ -52,6 +52,7 @@ class EventConsumer:
         consumer_factory: Callable[[], KafkaConsumer],
         engine: StatusEngine,
         topics: Mapping[str, EventFamily],
+        messages: EventMessages,
         max_records: int,
         on_batch: Callable[[BatchReport], None] = lambda _: None,
     ) -> None:
@@ -59,7 +60,7 @@ class EventConsumer:
         self._engine = engine
         self._topics = topics
         self._max_records = max_records
-        self._messages = EventMessages()
+        self._messages = messages
         self._on_batch = on_batch
         self.assignment: set[TopicPartition] = set()
 
@@ -96,7 +97,13 @@ class EventConsumer:
         )
         started = time.perf_counter()
         try:
-            result = retrying(self._engine.apply_batch, inbound, rejected)
+            try:
+                result = retrying(self._engine.apply_batch, inbound, rejected)
+            except DATABASE_ERRORS:
+                raise
+            except Exception:
+                log.exception("batch failed; applying its events one by one")
+                result = self._apply_one_by_one(inbound, rejected, retrying)
         except DATABASE_ERRORS:
             log.warning("stopping with the batch unapplied; it will be redelivered")
             return False
@@ -106,6 +113,35 @@ class EventConsumer:
         consumed += [(m.origin.topic, m.reason) for m in rejected]
         self._on_batch(BatchReport(consumed, [m.reason for m in rejected], result, seconds))
         return True
+
+    def _apply_one_by_one(
+        self, inbound: list[Inbound], rejected: list[RejectedMessage], retrying: Retrying
+    ) -> BatchResult:
+        """Isolate the event the engine cannot take: it is dead-lettered as unprocessable
+        and the rest apply, so one bad event never stalls its partition."""
+        result = retrying(self._engine.apply_batch, [], rejected)
+        for item in inbound:
+            try:
+                one = retrying(self._engine.apply_batch, [item])
+            except DATABASE_ERRORS:
+                raise
+            except Exception as error:
+                log.exception(
+                    "event cannot be applied",
+                    event_id=str(item.event.event_id),
+                    connection_id=item.event.connection_id,
+                )
+                unprocessable = RejectedMessage(
+                    RefusalReason.UNPROCESSABLE.value, repr(error)[:1000], item.origin, item.event
+                )
+                retrying(self._engine.apply_batch, [], [unprocessable])
+                rejected.append(unprocessable)
+                result.outcomes.append(Outcome.REFUSED)
+                continue
+            result.outcomes += one.outcomes
+            result.transitions += one.transitions
+            result.refusals += one.refusals
+        return result
 
     def decode(self, records: list[ConsumerRecord]) -> tuple[list[Inbound], list[RejectedMessage]]:
         inbound, rejected = [], []

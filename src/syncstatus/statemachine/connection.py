@@ -30,6 +30,7 @@ class RefusalReason(Enum):
     ILLEGAL_TRANSITION = "illegal_transition"
     STALE = "stale"
     PARKED_TOO_LONG = "parked_too_long"
+    UNPROCESSABLE = "unprocessable"
 
 
 class Outcome(Enum):

@@ -1,0 +1,1305 @@
+// The syncstatus dashboard: Connected sources and a connection's page, polled every 2 s.
+// Plain ES module, no dependencies; every string from the API goes through textContent.
+
+const POLL_MS = 2000;
+const TOKEN_KEY = "syncstatus.apiToken";
+const SORTABLE = {
+  data_source: "Data source",
+  business_account: "Business account",
+  account_status: "Account status",
+  business_account_id: "Business account ID",
+  created: "Created",
+  last_authorization: "Last authorization",
+};
+const PAGE_SIZES = [10, 20, 50, 100];
+const FREQUENCIES = [
+  [15, "Every 15 minutes"],
+  [30, "Every 30 minutes"],
+  [60, "Every hour"],
+  [180, "Every 3 hours"],
+  [360, "Every 6 hours"],
+  [720, "Every 12 hours"],
+  [1440, "Every day"],
+  [10080, "Every week"],
+];
+
+// ---------------------------------------------------------------------------------------------
+// DOM helpers
+
+function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [name, value] of Object.entries(attrs || {})) {
+    if (value === null || value === undefined || value === false) continue;
+    if (name === "class") el.className = value;
+    else if (name.startsWith("on")) el.addEventListener(name.slice(2), value);
+    else if (name === "html") throw new Error("no innerHTML");
+    else if (value === true) el.setAttribute(name, "");
+    else el.setAttribute(name, String(value));
+  }
+  append(el, children);
+  return el;
+}
+
+function append(el, children) {
+  for (const child of children.flat(Infinity)) {
+    if (child === null || child === undefined || child === false) continue;
+    el.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return el;
+}
+
+function svg(path, size = 16) {
+  const ns = "http://www.w3.org/2000/svg";
+  const el = document.createElementNS(ns, "svg");
+  el.setAttribute("viewBox", "0 0 24 24");
+  el.setAttribute("width", size);
+  el.setAttribute("height", size);
+  el.setAttribute("aria-hidden", "true");
+  el.setAttribute("focusable", "false");
+  const p = document.createElementNS(ns, "path");
+  p.setAttribute("d", path);
+  p.setAttribute("fill", "currentColor");
+  el.append(p);
+  return el;
+}
+
+const ICONS = {
+  trash:
+    "M9 3h6l1 2h4v2H4V5h4l1-2Zm-3 6h12l-1 12H7L6 9Zm4 2v8h1.5v-8H10Zm3.5 0v8H15v-8h-1.5Z",
+  sync: "M12 4a8 8 0 0 1 7.4 5h-2.2A6 6 0 0 0 6.3 9.9L8.5 12H3V6.5l1.9 1.9A8 8 0 0 1 12 4Zm-7.4 11h2.2a6 6 0 0 0 10.9.9L15.5 13H21v5.5l-1.9-1.9A8 8 0 0 1 4.6 15Z",
+  plug: "M8 2h2v5h4V2h2v5h2v5a6 6 0 0 1-5 5.9V22h-2v-4.1A6 6 0 0 1 6 12V7h2V2Z",
+  search:
+    "M10 3a7 7 0 0 1 5.6 11.2l5.1 5.1-1.4 1.4-5.1-5.1A7 7 0 1 1 10 3Zm0 2a5 5 0 1 0 0 10 5 5 0 0 0 0-10Z",
+  check: "M9.5 16.2 5.3 12l-1.4 1.4 5.6 5.6L20.1 8.4 18.7 7z",
+  warn: "M12 3 1.5 21h21L12 3Zm-1 6h2v6h-2V9Zm0 8h2v2h-2v-2Z",
+  back: "M15.4 5.4 14 4l-8 8 8 8 1.4-1.4L8.8 12z",
+  close: "M6.4 5 5 6.4 10.6 12 5 17.6 6.4 19 12 13.4 17.6 19l1.4-1.4-5.6-5.6L19 6.4 17.6 5 12 10.6z",
+};
+
+// ---------------------------------------------------------------------------------------------
+// Formatting
+
+const DATE = new Intl.DateTimeFormat("en-GB", {
+  timeZone: "UTC",
+  day: "2-digit",
+  month: "short",
+  year: "numeric",
+  hour: "2-digit",
+  minute: "2-digit",
+  hourCycle: "h23",
+});
+const SECONDS = new Intl.DateTimeFormat("en-GB", {
+  timeZone: "UTC",
+  hour: "2-digit",
+  minute: "2-digit",
+  second: "2-digit",
+  hourCycle: "h23",
+});
+
+function timeEl(iso, { seconds = false, testid = null } = {}) {
+  if (!iso) return h("span", { class: "muted", "data-testid": testid, title: "Never" }, "—");
+  const d = new Date(iso);
+  const text = seconds ? `${DATE.format(d).split(",")[0]}, ${SECONDS.format(d)}` : DATE.format(d);
+  return h("time", { datetime: iso, title: `${d.toISOString()} (UTC)`, "data-testid": testid }, text);
+}
+
+function duration(seconds) {
+  if (seconds === null || seconds === undefined) return "in progress";
+  if (seconds < 1) return `${Math.round(seconds * 1000)} ms`;
+  if (seconds < 60) return `${seconds.toFixed(seconds < 10 ? 1 : 0)} s`;
+  const m = Math.floor(seconds / 60);
+  if (m < 60) return `${m} min ${Math.round(seconds % 60)} s`;
+  const hrs = Math.floor(m / 60);
+  if (hrs < 48) return `${hrs} h ${m % 60} min`;
+  return `${Math.floor(hrs / 24)} d ${hrs % 24} h`;
+}
+
+function frequencyText(minutes) {
+  const preset = FREQUENCIES.find(([m]) => m === minutes);
+  if (preset) return preset[1];
+  if (minutes % 60 === 0) return `Every ${minutes / 60} hours`;
+  return `Every ${minutes} minutes`;
+}
+
+function humanize(eventType) {
+  const text = eventType.toLowerCase().replaceAll("_", " ");
+  return text.charAt(0).toUpperCase() + text.slice(1);
+}
+
+function dash() {
+  return h("span", { class: "muted", "aria-label": "none" }, "—");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Statuses: the colour says where a connection is (green synced, blue in progress, red error,
+// grey ended).
+
+let STATUSES = new Map(); // code -> {code, name, stage, is_error, description}
+
+function tone(status) {
+  const full = { ...(STATUSES.get(status.code) || {}), ...status };
+  if (full.is_error) return "error";
+  if (full.code === 19) return "synced";
+  // Ended without an error: Disconnected (end stage) and Deauthorized (needs a re-connect).
+  if (full.stage === "end" || full.code === 8) return "ended";
+  if (full.stage === undefined) return "neutral";
+  return "progress";
+}
+
+const TONE_TEXT = {
+  synced: "synced",
+  progress: "in progress",
+  error: "error",
+  ended: "ended",
+  neutral: "",
+};
+
+function statusPill(status, { testid = null, withStage = true } = {}) {
+  const full = { ...(STATUSES.get(status.code) || {}), ...status };
+  const t = tone(full);
+  const pill = h(
+    "span",
+    {
+      class: `pill tone-${t}`,
+      "data-testid": testid,
+      "data-tone": t,
+      "data-code": status.code,
+      title: full.description ? `${full.code} · ${full.description}` : `status ${full.code}`,
+    },
+    h("span", { class: "dot", "aria-hidden": "true" }),
+    full.name,
+  );
+  if (!withStage || !full.stage) return pill;
+  return h(
+    "span",
+    { class: "status-with-stage" },
+    pill,
+    h(
+      "span",
+      { class: "stage", "data-testid": testid ? `${testid}-stage` : null },
+      h("span", { class: "visually-hidden" }, "stage: "),
+      full.stage,
+    ),
+    h("span", { class: "visually-hidden" }, ` (${TONE_TEXT[t]})`),
+  );
+}
+
+function credentialsBadge(summary, testid) {
+  if (summary.credentials === null) {
+    return h(
+      "span",
+      { class: "badge badge-none", "data-testid": testid, title: "Not authorized yet" },
+      "Not authorized",
+    );
+  }
+  const ok = summary.credentials === "Active";
+  return h(
+    "span",
+    {
+      class: `badge ${ok ? "badge-ok" : "badge-error"}`,
+      "data-testid": testid,
+      title: ok ? "The credentials are valid" : summary.credentials_error || "Invalid credentials",
+    },
+    summary.credentials,
+  );
+}
+
+function extractBlocker(summary) {
+  if (summary.can_extract) return null;
+  if (summary.credentials !== "Active") {
+    return "Credentials are not valid: re-connect the data source first";
+  }
+  if (summary.active_accounts === 0) return "No account is connected: sync accounts first";
+  return "Extraction is not available for this connection now";
+}
+
+// ---------------------------------------------------------------------------------------------
+// API
+
+class ApiError extends Error {
+  constructor(status, detail) {
+    super(detail);
+    this.status = status;
+    this.detail = detail;
+  }
+}
+
+function describeError(payload, fallback) {
+  if (!payload || payload.detail === undefined) return fallback;
+  if (typeof payload.detail === "string") return payload.detail;
+  if (Array.isArray(payload.detail)) {
+    return payload.detail
+      .map((d) => `${(d.loc || []).filter((p) => p !== "body").join(".")}: ${d.msg}`)
+      .join("; ");
+  }
+  return JSON.stringify(payload.detail);
+}
+
+async function api(path, { method = "GET", body = undefined, auth = false } = {}) {
+  const headers = { Accept: "application/json" };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  const token = auth ? getToken() : "";
+  if (token) headers.Authorization = `Bearer ${token}`;
+  const response = await fetch(path, {
+    method,
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+    cache: "no-store",
+  });
+  let payload = null;
+  try {
+    payload = await response.json();
+  } catch {
+    payload = null;
+  }
+  if (!response.ok) {
+    throw new ApiError(response.status, describeError(payload, response.statusText || "failed"));
+  }
+  return payload;
+}
+
+const connectionPath = (id) => `/connections/${encodeURIComponent(id)}`;
+
+// ---------------------------------------------------------------------------------------------
+// Token (kept in localStorage)
+
+const tokenInput = document.getElementById("token");
+const tokenState = document.getElementById("token-state");
+
+function getToken() {
+  return (tokenInput.value || "").trim();
+}
+
+function showTokenState() {
+  const set = getToken() !== "";
+  tokenState.textContent = set ? "saved" : "not set";
+  tokenState.dataset.state = set ? "set" : "unset";
+}
+
+try {
+  tokenInput.value = localStorage.getItem(TOKEN_KEY) || "";
+} catch {
+  /* storage disabled */
+}
+showTokenState();
+tokenInput.addEventListener("input", () => {
+  try {
+    const value = getToken();
+    if (value) localStorage.setItem(TOKEN_KEY, value);
+    else localStorage.removeItem(TOKEN_KEY);
+  } catch {
+    /* storage disabled */
+  }
+  showTokenState();
+});
+document.querySelector(".token").addEventListener("submit", (e) => e.preventDefault());
+
+// ---------------------------------------------------------------------------------------------
+// Messages
+
+const messages = document.querySelector(".messages");
+
+function flash(kind, text, { sticky = kind !== "success" } = {}) {
+  const title = { success: "Done", refused: "Refused", error: "Error" }[kind] || "";
+  const msg = h(
+    "div",
+    {
+      class: `message message-${kind}`,
+      role: kind === "success" ? "status" : "alert",
+      "data-testid": "message",
+      "data-kind": kind,
+    },
+    svg(kind === "success" ? ICONS.check : ICONS.warn, 18),
+    h(
+      "p",
+      {},
+      title ? h("strong", {}, `${title}: `) : null,
+      h("span", { "data-testid": "message-text" }, text),
+    ),
+    h(
+      "button",
+      {
+        class: "icon-btn",
+        type: "button",
+        "aria-label": "Dismiss",
+        "data-testid": "message-dismiss",
+        onclick: () => msg.remove(),
+      },
+      svg(ICONS.close, 16),
+    ),
+  );
+  // The newest outcome replaces the previous one.
+  for (const old of messages.querySelectorAll(".message")) old.remove();
+  messages.append(msg);
+  if (!sticky) setTimeout(() => msg.remove(), 8000);
+}
+
+const COMMAND_TEXT = {
+  sync: (s) => `Sync and Refresh requested for ${s.data_source}.`,
+  "sync-accounts": (s) => `Accounts sync requested for ${s.data_source}.`,
+  reconnect: (s) => `Re-connect requested for ${s.data_source}.`,
+  delete: (s) => `${s.data_source} (${s.business_account || s.connection_id}) was deleted.`,
+  "sync-frequency": (s, p) => `${s.data_source} will sync ${frequencyText(p.minutes).toLowerCase()}.`,
+};
+
+/** Issue one write; shows the outcome. Returns the recorded command, or null if refused. */
+async function command(summary, action, button = null, body = undefined) {
+  const path =
+    action === "delete" ? connectionPath(summary.connection_id) : `${connectionPath(summary.connection_id)}/${action}`;
+  const method = action === "delete" ? "DELETE" : action === "sync-frequency" ? "PUT" : "POST";
+  if (button) {
+    button.disabled = true;
+    button.setAttribute("aria-busy", "true");
+  }
+  try {
+    const issued = await api(path, { method, body, auth: true });
+    flash("success", COMMAND_TEXT[action](summary, body || {}));
+    return issued;
+  } catch (error) {
+    if (!(error instanceof ApiError)) {
+      flash("error", `The API could not be reached (${error.message}).`);
+    } else if (error.status === 401) {
+      flash("error", `${error.detail} — enter the API token (top right) to act on connections.`);
+      tokenInput.focus();
+    } else if (error.status === 403) {
+      flash("error", `${error.detail} — check the API token (top right).`);
+    } else if (error.status === 409) {
+      flash("refused", error.detail);
+    } else if (error.status === 404) {
+      flash("error", `${error.detail}: it was deleted or never existed.`);
+    } else {
+      flash("error", `${error.detail} (HTTP ${error.status})`);
+    }
+    return null;
+  } finally {
+    if (button && button.isConnected) {
+      button.removeAttribute("aria-busy");
+      button.disabled = button.dataset.blocked === "true";
+    }
+    router.poke();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Delete confirmation (an in-page <dialog>)
+
+const dialog = document.getElementById("confirm");
+
+function confirmDelete(summary) {
+  const body = document.getElementById("confirm-body");
+  body.replaceChildren(
+    h(
+      "p",
+      {},
+      "Delete the ",
+      h("strong", {}, summary.data_source),
+      " connection",
+      summary.business_account ? [" of ", h("strong", {}, summary.business_account)] : "",
+      "?",
+    ),
+    h(
+      "p",
+      { "data-testid": "confirm-warning" },
+      "Deleting this connection stops data extraction for it immediately. ",
+      "Our reference to the connection is removed; the data in your source is not affected.",
+    ),
+    h("p", { class: "warning" }, svg(ICONS.warn, 16), " This cannot be undone."),
+  );
+  dialog.returnValue = "";
+  return new Promise((resolve) => {
+    dialog.addEventListener("close", () => resolve(dialog.returnValue === "confirm"), {
+      once: true,
+    });
+    dialog.showModal();
+  });
+}
+
+async function deleteConnection(summary, button) {
+  if (!(await confirmDelete(summary))) return false;
+  return (await command(summary, "delete", button)) !== null;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shared pieces
+
+function actionButton(label, { testid, onclick, blocked = null, icon = null, kind = "", title = null }) {
+  const reasonId = blocked ? `why-${Math.random().toString(36).slice(2)}` : null;
+  const button = h(
+    "button",
+    {
+      type: "button",
+      class: `btn ${kind}`,
+      "data-testid": testid,
+      "data-blocked": blocked ? "true" : "false",
+      disabled: Boolean(blocked),
+      title: blocked || title,
+      "aria-describedby": reasonId,
+      onclick,
+    },
+    icon ? svg(icon, 16) : null,
+    label,
+  );
+  if (!blocked) return button;
+  // A disabled button gets no hover events in some browsers: the wrapper carries the tooltip.
+  return h(
+    "span",
+    { class: "blocked", title: blocked, "data-testid": `${testid}-wrapper` },
+    button,
+    h("span", { id: reasonId, class: "visually-hidden" }, blocked),
+  );
+}
+
+function emptyState(text, hint = null) {
+  return h("div", { class: "empty", "data-testid": "empty" }, h("p", {}, text), hint ? h("p", { class: "muted" }, hint) : null);
+}
+
+function liveIndicator() {
+  const el = h("span", { class: "live", "data-testid": "live", "data-state": "connecting" });
+  el.append(h("span", { class: "dot", "aria-hidden": "true" }), h("span", { class: "live-text" }, "Connecting…"));
+  return el;
+}
+
+function setLive(el, ok) {
+  if (!el) return;
+  el.dataset.state = ok ? "ok" : "down";
+  el.querySelector(".live-text").textContent = ok
+    ? `Live · ${SECONDS.format(new Date())} UTC`
+    : "API unreachable · retrying";
+  el.title = ok ? `Refreshed every ${POLL_MS / 1000} s` : "The last refresh failed";
+}
+
+/** Replace `container`'s children, keeping the keyboard focus on the same control. */
+function swap(container, ...children) {
+  const active = document.activeElement;
+  const key = active && container.contains(active) ? active.dataset.focusKey : null;
+  container.replaceChildren(...children.flat());
+  if (key) {
+    const again = container.querySelector(`[data-focus-key="${CSS.escape(key)}"]`);
+    if (again) again.focus();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Connected sources list
+
+const listState = {
+  search: "",
+  sort: "created",
+  order: "desc",
+  page: 1,
+  size: 20,
+  expanded: new Set(),
+};
+
+function listHash() {
+  const p = new URLSearchParams();
+  if (listState.search) p.set("q", listState.search);
+  if (listState.sort !== "created") p.set("sort", listState.sort);
+  if (listState.order !== "desc") p.set("order", listState.order);
+  if (listState.page !== 1) p.set("page", String(listState.page));
+  if (listState.size !== 20) p.set("size", String(listState.size));
+  const q = p.toString();
+  return q ? `#/?${q}` : "#/";
+}
+
+function readListParams(params) {
+  listState.search = params.get("q") || "";
+  const sort = params.get("sort");
+  listState.sort = sort in SORTABLE ? sort : "created";
+  listState.order = params.get("order") === "asc" ? "asc" : "desc";
+  listState.page = Math.max(1, parseInt(params.get("page") || "1", 10) || 1);
+  const size = parseInt(params.get("size") || "20", 10);
+  listState.size = size > 0 && size <= 500 ? size : 20;
+}
+
+class ListView {
+  constructor(params) {
+    if ([...params.keys()].length || !this.constructor.visited) readListParams(params);
+    this.constructor.visited = true;
+    this.key = null;
+    this.debounce = null;
+    document.title = "Connected sources · syncstatus";
+  }
+
+  mount(main) {
+    this.search = h("input", {
+      id: "search",
+      type: "search",
+      placeholder: "Search by data source",
+      value: listState.search,
+      "data-testid": "search-input",
+      autocomplete: "off",
+      oninput: () => {
+        clearTimeout(this.debounce);
+        this.debounce = setTimeout(() => {
+          listState.search = this.search.value.trim();
+          listState.page = 1;
+          this.stateChanged();
+        }, 250);
+      },
+    });
+    this.live = liveIndicator();
+    this.count = h("span", { class: "count muted", "data-testid": "total-count" });
+    this.head = h("thead");
+    this.body = h("tbody", { "data-testid": "connections-body" });
+    this.pager = h("nav", { class: "pager", "aria-label": "Pages", "data-testid": "pagination" });
+    this.table = h(
+      "table",
+      { class: "table connections", "data-testid": "connections-table", "aria-describedby": "list-caption" },
+      this.head,
+      this.body,
+    );
+    swap(
+      main,
+      h(
+        "div",
+        { class: "page-head" },
+        h("div", {}, h("h1", {}, "Connected sources"), h("p", { id: "list-caption", class: "muted" }, "Every connection to a data source, its credentials, accounts and where its sync stands.")),
+        this.live,
+      ),
+      h(
+        "div",
+        { class: "card" },
+        h(
+          "div",
+          { class: "toolbar" },
+          h(
+            "div",
+            { class: "search" },
+            h("label", { for: "search", class: "visually-hidden" }, "Search by data source name"),
+            svg(ICONS.search, 18),
+            this.search,
+          ),
+          this.count,
+        ),
+        h("div", { class: "table-wrap" }, this.table),
+        this.pager,
+      ),
+    );
+    this.renderHead();
+  }
+
+  stateChanged() {
+    history.replaceState(null, "", listHash());
+    this.renderHead();
+    router.poke();
+  }
+
+  renderHead() {
+    const th = (label, attrs = {}) => h("th", { scope: "col", ...attrs }, label);
+    const sortable = (key) => {
+      const active = listState.sort === key;
+      const dir = active ? (listState.order === "asc" ? "ascending" : "descending") : "none";
+      return h(
+        "th",
+        { scope: "col", "aria-sort": dir, "data-testid": `col-${key}` },
+        h(
+          "button",
+          {
+            type: "button",
+            class: `sort ${active ? "active" : ""}`,
+            "data-testid": `sort-${key}`,
+            "data-focus-key": `sort-${key}`,
+            "data-direction": active ? listState.order : "",
+            title: `Sort by ${SORTABLE[key].toLowerCase()}`,
+            onclick: () => {
+              if (listState.sort === key) listState.order = listState.order === "asc" ? "desc" : "asc";
+              else [listState.sort, listState.order] = [key, "asc"];
+              listState.page = 1;
+              this.stateChanged();
+            },
+          },
+          SORTABLE[key],
+          h("span", { class: "sort-icon", "aria-hidden": "true" }, active ? (listState.order === "asc" ? "▲" : "▼") : "↕"),
+        ),
+      );
+    };
+    swap(
+      this.head,
+      h(
+        "tr",
+        {},
+        sortable("data_source"),
+        sortable("business_account"),
+        th("Status", { title: "Validity of the business account credentials", "data-testid": "col-status" }),
+        sortable("account_status"),
+        sortable("business_account_id"),
+        sortable("created"),
+        sortable("last_authorization"),
+        th("Sync status", { title: "Where the connection's current session stands", "data-testid": "col-sync-status" }),
+        th(h("span", { class: "visually-hidden" }, "Actions"), { class: "actions-col", "data-testid": "col-actions" }),
+      ),
+    );
+  }
+
+  async refresh(isCurrent) {
+    const p = new URLSearchParams({
+      sort: listState.sort,
+      order: listState.order,
+      page: String(listState.page),
+      page_size: String(listState.size),
+    });
+    if (listState.search) p.set("search", listState.search);
+    let data;
+    try {
+      data = await api(`/connections?${p}`);
+    } catch (error) {
+      if (isCurrent()) setLive(this.live, false);
+      if (error instanceof ApiError && error.status < 500) flash("error", error.detail);
+      return;
+    }
+    if (!isCurrent()) return;
+    setLive(this.live, true);
+    const pages = Math.max(1, Math.ceil(data.total / listState.size));
+    if (listState.page > pages && data.total > 0) {
+      listState.page = pages;
+      this.stateChanged();
+      return;
+    }
+    const key = JSON.stringify([data, [...listState.expanded].sort(), listState.search]);
+    if (key === this.key) return;
+    this.key = key;
+    this.render(data, pages);
+  }
+
+  render(data, pages) {
+    const rows = data.items.flatMap((s) => this.row(s));
+    if (!rows.length) {
+      rows.push(
+        h(
+          "tr",
+          {},
+          h(
+            "td",
+            { colspan: 9 },
+            listState.search
+              ? emptyState(`No connection matches “${listState.search}”.`, "The search looks at the data source name.")
+              : emptyState("No connections yet.", "Connections appear here as soon as their authorization starts."),
+          ),
+        ),
+      );
+    }
+    swap(this.body, rows);
+    const first = data.total ? (data.page - 1) * data.page_size + 1 : 0;
+    const last = Math.min(data.total, data.page * data.page_size);
+    this.count.textContent = `${data.total} connection${data.total === 1 ? "" : "s"}`;
+    const go = (page) => () => {
+      listState.page = page;
+      this.stateChanged();
+    };
+    swap(
+      this.pager,
+      h("span", { class: "muted", "data-testid": "page-range" }, data.total ? `${first}–${last} of ${data.total}` : "0 of 0"),
+      h(
+        "label",
+        { class: "page-size" },
+        "Rows per page ",
+        h(
+          "select",
+          {
+            "data-testid": "page-size",
+            "data-focus-key": "page-size",
+            onchange: (e) => {
+              listState.size = parseInt(e.target.value, 10);
+              listState.page = 1;
+              this.stateChanged();
+            },
+          },
+          PAGE_SIZES.concat(PAGE_SIZES.includes(listState.size) ? [] : [listState.size])
+            .sort((a, b) => a - b)
+            .map((n) => h("option", { value: n, selected: n === listState.size }, n)),
+        ),
+      ),
+      h(
+        "div",
+        { class: "pager-buttons" },
+        h("button", { type: "button", class: "btn btn-small", "data-testid": "page-prev", "data-focus-key": "page-prev", disabled: data.page <= 1, onclick: go(data.page - 1), "aria-label": "Previous page" }, "‹ Prev"),
+        h("span", { "data-testid": "page-info", "aria-current": "page" }, `Page ${data.page} of ${pages}`),
+        h("button", { type: "button", class: "btn btn-small", "data-testid": "page-next", "data-focus-key": "page-next", disabled: data.page >= pages, onclick: go(data.page + 1), "aria-label": "Next page" }, "Next ›"),
+      ),
+    );
+  }
+
+  row(s) {
+    const id = s.connection_id;
+    const expanded = listState.expanded.has(id);
+    const errorId = `cred-error-${id.replace(/[^a-zA-Z0-9_-]/g, "_")}`;
+    const link = `#/connections/${encodeURIComponent(id)}`;
+    const blocked = extractBlocker(s);
+    const credentials = h("div", { class: "cred" });
+    if (s.credentials === "Error") {
+      credentials.append(
+        h(
+          "button",
+          {
+            type: "button",
+            class: "expander",
+            "aria-expanded": String(expanded),
+            "aria-controls": errorId,
+            "aria-label": expanded ? "Hide the credentials error" : "Show the credentials error",
+            "data-testid": "credentials-toggle",
+            "data-focus-key": `toggle-${id}`,
+            onclick: () => {
+              if (listState.expanded.has(id)) listState.expanded.delete(id);
+              else listState.expanded.add(id);
+              this.key = null;
+              router.poke();
+            },
+          },
+          expanded ? "−" : "+",
+        ),
+      );
+    }
+    credentials.append(credentialsBadge(s, "credentials"));
+    const tr = h(
+      "tr",
+      { "data-testid": "connection-row", "data-connection-id": id, class: s.status.is_error ? "row-error" : "" },
+      h("td", { "data-testid": "cell-data-source" }, h("a", { href: link, class: "source", "data-focus-key": `open-${id}` }, h("span", { class: "source-icon", "aria-hidden": "true" }, s.data_source.slice(0, 1).toUpperCase()), s.data_source)),
+      h("td", { "data-testid": "cell-business-account" }, s.business_account || dash()),
+      h("td", { "data-testid": "cell-credentials" }, credentials),
+      h("td", { "data-testid": "cell-account-status" }, h("span", { class: s.account_status === "Error" ? "text-error" : "" }, s.account_status)),
+      h("td", { "data-testid": "cell-business-account-id" }, s.business_account_id ? h("code", {}, s.business_account_id) : dash()),
+      h("td", { "data-testid": "cell-created" }, timeEl(s.created)),
+      h("td", { "data-testid": "cell-last-authorization" }, timeEl(s.last_authorization)),
+      h("td", { "data-testid": "cell-sync-status" }, statusPill(s.status, { testid: "sync-status" })),
+      h(
+        "td",
+        { class: "actions", "data-testid": "cell-actions" },
+        actionButton("Extract", {
+          testid: "action-extract",
+          kind: "btn-primary btn-small",
+          blocked,
+          title: "Sync and Refresh: extract the data now",
+          onclick: (e) => command(s, "sync", e.currentTarget),
+        }),
+        h("button", {
+          type: "button",
+          class: `btn btn-small ${s.credentials === "Error" ? "btn-danger-outline" : ""}`,
+          "data-testid": "action-reconnect",
+          "data-focus-key": `reconnect-${id}`,
+          title: "Re-connect: authorize the data source again",
+          onclick: (e) => command(s, "reconnect", e.currentTarget),
+        }, "Re-connect"),
+        h(
+          "button",
+          {
+            type: "button",
+            class: "icon-btn trash",
+            "data-testid": "action-delete",
+            "data-focus-key": `delete-${id}`,
+            "aria-label": `Delete the ${s.data_source} connection`,
+            title: "Delete connection",
+            onclick: (e) => deleteConnection(s, e.currentTarget),
+          },
+          svg(ICONS.trash, 18),
+        ),
+      ),
+    );
+    if (s.credentials !== "Error") return [tr];
+    const detail = h(
+      "tr",
+      { class: "error-detail", id: errorId, hidden: !expanded, "data-testid": "credentials-error-row", "data-connection-id": id },
+      h(
+        "td",
+        { colspan: 9 },
+        h("div", { class: "error-box" }, svg(ICONS.warn, 16), h("span", {}, h("strong", {}, "Credentials error: "), s.credentials_error || "Invalid credentials"), h("a", { href: link }, "Open connection")),
+      ),
+    );
+    return [tr, detail];
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// A connection's page
+
+const TABS = [
+  ["accounts", "Accounts"],
+  ["history", "History"],
+  ["credentials", "Credentials"],
+  ["settings", "Settings"],
+];
+
+class ConnectionView {
+  constructor(id, params) {
+    this.id = id;
+    const tab = params.get("tab");
+    this.tab = TABS.some(([t]) => t === tab) ? tab : "accounts";
+    this.detail = null;
+    this.history = null;
+    this.sessions = null;
+    this.keys = {};
+  }
+
+  mount(main) {
+    this.live = liveIndicator();
+    this.header = h("section", { class: "card conn-head", "data-testid": "connection-header", "aria-labelledby": "conn-title" }, h("p", { class: "muted" }, "Loading…"));
+    this.tabs = h("div", { class: "tabs", role: "tablist", "aria-label": "Connection details" });
+    this.panel = h("section", { class: "card panel", role: "tabpanel", id: "panel", tabindex: "0", "data-testid": "tab-panel" });
+    this.root = h(
+      "div",
+      { "data-testid": "connection-page", "data-connection-id": this.id },
+      h(
+        "div",
+        { class: "page-head" },
+        h("nav", { "aria-label": "Breadcrumb", class: "crumbs" }, h("a", { href: listHash(), "data-testid": "back-link" }, svg(ICONS.back, 16), "Connected sources")),
+        this.live,
+      ),
+      this.header,
+      this.tabs,
+      this.panel,
+    );
+    swap(main, this.root);
+    this.renderTabs();
+  }
+
+  setTab(tab, focus = false) {
+    this.tab = tab;
+    const p = new URLSearchParams();
+    if (tab !== "accounts") p.set("tab", tab);
+    const q = p.toString();
+    history.replaceState(null, "", `#/connections/${encodeURIComponent(this.id)}${q ? `?${q}` : ""}`);
+    this.renderTabs();
+    this.keys.panel = null;
+    this.renderPanel();
+    if (focus) this.tabs.querySelector(`[data-tab="${tab}"]`).focus();
+  }
+
+  renderTabs() {
+    const count = this.detail ? { accounts: this.detail.accounts.length, credentials: this.detail.credentials.length } : {};
+    const buttons = TABS.map(([tab, label], i) =>
+      h(
+        "button",
+        {
+          type: "button",
+          role: "tab",
+          id: `tab-${tab}`,
+          class: "tab",
+          "data-tab": tab,
+          "data-testid": `tab-${tab}`,
+          "data-focus-key": `tab-${tab}`,
+          "aria-selected": String(tab === this.tab),
+          "aria-controls": "panel",
+          tabindex: tab === this.tab ? "0" : "-1",
+          onclick: () => this.setTab(tab),
+          onkeydown: (e) => {
+            const step = { ArrowRight: 1, ArrowLeft: -1 }[e.key];
+            if (step) this.setTab(TABS[(i + step + TABS.length) % TABS.length][0], true);
+            if (e.key === "Home") this.setTab(TABS[0][0], true);
+            if (e.key === "End") this.setTab(TABS[TABS.length - 1][0], true);
+          },
+        },
+        label,
+        count[tab] !== undefined ? h("span", { class: "tab-count" }, count[tab]) : null,
+      ),
+    );
+    swap(this.tabs, buttons);
+    this.panel.setAttribute("aria-labelledby", `tab-${this.tab}`);
+  }
+
+  async refresh(isCurrent) {
+    const base = connectionPath(this.id);
+    let detail;
+    let history;
+    let sessions;
+    try {
+      [detail, history, sessions] = await Promise.all([api(base), api(`${base}/history`), api(`${base}/sessions`)]);
+    } catch (error) {
+      if (!isCurrent()) return;
+      if (error instanceof ApiError && error.status === 404) {
+        setLive(this.live, true);
+        this.gone(error.detail);
+      } else {
+        setLive(this.live, false);
+      }
+      return;
+    }
+    if (!isCurrent()) return;
+    setLive(this.live, true);
+    this.detail = detail;
+    this.history = history.entries;
+    this.sessions = sessions.sessions;
+    const headKey = JSON.stringify(detail.summary);
+    if (headKey !== this.keys.head) {
+      this.keys.head = headKey;
+      this.renderHeader();
+    }
+    const tabKey = JSON.stringify([detail.accounts.length, detail.credentials.length, this.tab]);
+    if (tabKey !== this.keys.tabs) {
+      this.keys.tabs = tabKey;
+      this.renderTabs();
+    }
+    this.renderPanel();
+  }
+
+  gone(detail) {
+    if (this.keys.gone) return;
+    this.keys = { gone: true };
+    document.title = "Connection not found · syncstatus";
+    swap(
+      this.header,
+      h(
+        "div",
+        { class: "empty", "data-testid": "connection-gone" },
+        h("h1", {}, "Connection not found"),
+        h("p", { class: "muted" }, `${detail}. It may have been deleted; its history is kept for audit.`),
+        h("p", {}, h("a", { href: listHash() }, "Back to connected sources")),
+      ),
+    );
+    this.tabs.hidden = true;
+    this.panel.hidden = true;
+  }
+
+  renderHeader() {
+    const s = this.detail.summary;
+    document.title = `${s.data_source} · syncstatus`;
+    this.tabs.hidden = false;
+    this.panel.hidden = false;
+    const blocked = extractBlocker(s);
+    const fact = (label, value, testid) => h("div", { class: "fact" }, h("dt", {}, label), h("dd", { "data-testid": testid }, value));
+    swap(
+      this.header,
+      h(
+        "div",
+        { class: "conn-top" },
+        h(
+          "div",
+          { class: "conn-title" },
+          h("span", { class: "source-icon big", "aria-hidden": "true" }, s.data_source.slice(0, 1).toUpperCase()),
+          h(
+            "div",
+            {},
+            h("h1", { id: "conn-title", "data-testid": "connection-title" }, s.data_source),
+            h("p", { class: "muted", "data-testid": "connection-business-account" }, s.business_account || "No business account yet", " · ", h("code", { "data-testid": "connection-id" }, s.connection_id)),
+          ),
+        ),
+        h(
+          "div",
+          { class: "conn-actions" },
+          actionButton("Sync and Refresh", {
+            testid: "sync-refresh",
+            kind: "btn-primary",
+            icon: ICONS.sync,
+            blocked,
+            title: "Start a data sync and refresh now",
+            onclick: (e) => command(s, "sync", e.currentTarget),
+          }),
+          h("button", { type: "button", class: `btn ${s.credentials === "Error" ? "btn-danger" : ""}`, "data-testid": "reconnect", "data-focus-key": "reconnect", title: "Authorize the data source again (always available)", onclick: (e) => command(s, "reconnect", e.currentTarget) }, svg(ICONS.plug, 16), "Re-connect"),
+          h(
+            "button",
+            {
+              type: "button",
+              class: "btn btn-danger-outline",
+              "data-testid": "delete",
+              "data-focus-key": "delete",
+              onclick: async (e) => {
+                if (await deleteConnection(s, e.currentTarget)) location.hash = listHash();
+              },
+            },
+            svg(ICONS.trash, 16),
+            "Delete",
+          ),
+        ),
+      ),
+      s.credentials === "Error"
+        ? h("div", { class: "error-box", role: "note", "data-testid": "credentials-error" }, svg(ICONS.warn, 16), h("span", {}, h("strong", {}, "Credentials error: "), s.credentials_error || "Invalid credentials", " — use Re-connect to authorize again."))
+        : null,
+      h(
+        "dl",
+        { class: "facts" },
+        fact("Sync status", statusPill(s.status, { testid: "connection-status" }), "connection-status-cell"),
+        fact("Credentials", credentialsBadge(s, "connection-credentials"), "connection-credentials-cell"),
+        fact("Active accounts", String(s.active_accounts), "connection-accounts-count"),
+        fact("Account status", s.account_status, "connection-account-status"),
+        fact("Business account ID", s.business_account_id ? h("code", {}, s.business_account_id) : dash(), "connection-business-account-id"),
+        fact("Created", timeEl(s.created), "connection-created"),
+        fact("Last authorization", timeEl(s.last_authorization), "connection-last-authorization"),
+        fact("Last sync", timeEl(s.last_sync), "connection-last-sync"),
+      ),
+      h(
+        "p",
+        { class: `extract ${s.can_extract ? "ok" : "blocked"}`, "data-testid": "connection-can-extract", "data-can-extract": String(s.can_extract) },
+        svg(s.can_extract ? ICONS.check : ICONS.warn, 16),
+        s.can_extract ? "Ready for data extraction" : `Extraction unavailable: ${blocked.charAt(0).toLowerCase()}${blocked.slice(1)}`,
+      ),
+    );
+  }
+
+  renderPanel() {
+    if (!this.detail) return;
+    const data = {
+      accounts: () => [this.detail.accounts, this.detail.summary.credentials],
+      history: () => [this.history, this.sessions],
+      credentials: () => [this.detail.credentials, this.detail.summary.business_account, this.detail.summary.business_account_id],
+      settings: () => [this.detail.summary.sync_frequency_minutes, this.detail.summary.last_sync],
+    }[this.tab]();
+    const key = JSON.stringify([this.tab, data]);
+    if (key === this.keys.panel) return;
+    // Do not redraw a form under the person's hands.
+    if (this.tab === "settings" && this.panel.contains(document.activeElement) && this.keys.panel) return;
+    this.keys.panel = key;
+    const render = { accounts: this.accountsTab, history: this.historyTab, credentials: this.credentialsTab, settings: this.settingsTab }[this.tab];
+    swap(this.panel, render.call(this));
+  }
+
+  accountsTab() {
+    const s = this.detail.summary;
+    const blocked = s.credentials === "Active" ? null : "Credentials are not valid: re-connect the data source first";
+    const rows = this.detail.accounts.map((a) =>
+      h(
+        "tr",
+        { "data-testid": "account-row", "data-account-id": a.account_id },
+        h("td", {}, h("span", { class: `badge ${/^(active|ok|enabled)$/i.test(a.status) ? "badge-ok" : "badge-error"}` }, a.status.charAt(0).toUpperCase() + a.status.slice(1))),
+        h("td", { "data-testid": "account-name" }, a.name),
+        h("td", {}, h("code", {}, a.account_id)),
+        h("td", {}, timeEl(a.created)),
+        h("td", {}, timeEl(a.updated)),
+      ),
+    );
+    return [
+      h(
+        "div",
+        { class: "panel-head" },
+        h("div", {}, h("h2", {}, "Accounts"), h("p", { class: "muted" }, "The list of accounts is updated daily; sync it now to pick up new or removed accounts.")),
+        actionButton("Sync accounts", { testid: "sync-accounts", icon: ICONS.sync, blocked, onclick: (e) => command(s, "sync-accounts", e.currentTarget) }),
+      ),
+      rows.length
+        ? h(
+            "div",
+            { class: "table-wrap" },
+            h(
+              "table",
+              { class: "table", "data-testid": "accounts-table" },
+              h("thead", {}, h("tr", {}, ["Status", "Account", "ID", "Created", "Updated"].map((c) => h("th", { scope: "col" }, c)))),
+              h("tbody", {}, rows),
+            ),
+          )
+        : emptyState(s.account_status === "Loading accounts" ? "Accounts are loading: authorization is not complete yet." : "No account is connected.", "Sync accounts to list the accounts of this business account."),
+    ];
+  }
+
+  historyTab() {
+    const groups = new Map();
+    for (const entry of this.history) {
+      if (!groups.has(entry.session_id)) groups.set(entry.session_id, []);
+      groups.get(entry.session_id).push(entry);
+    }
+    const sessions = new Map(this.sessions.map((s) => [s.session_id, s]));
+    const order = [...groups.keys()].sort((a, b) => {
+      const last = (id) => groups.get(id).at(-1).recorded_at;
+      return last(b).localeCompare(last(a));
+    });
+    if (!order.length) return emptyState("No history yet.");
+    return [
+      h("div", { class: "panel-head" }, h("div", {}, h("h2", {}, "History"), h("p", { class: "muted" }, "Each sync session, newest first, with every status change and activity in the order it was recorded. Times are UTC."))),
+      h("div", { class: "sessions", "data-testid": "history" }, order.map((id) => this.sessionGroup(id, sessions.get(id), groups.get(id)))),
+    ];
+  }
+
+  sessionGroup(id, session, entries) {
+    const head = session
+      ? h(
+          "header",
+          { class: "session-head" },
+          h("h3", {}, "Session ", h("code", {}, id)),
+          statusPill(session.final_status, { testid: "session-status" }),
+          h(
+            "dl",
+            { class: "session-facts" },
+            h("div", {}, h("dt", {}, "Started"), h("dd", {}, timeEl(session.started_at, { seconds: true }))),
+            h("div", {}, h("dt", {}, "Ended"), h("dd", {}, session.ended_at ? timeEl(session.ended_at, { seconds: true }) : h("span", { class: "muted" }, "still running"))),
+            h("div", {}, h("dt", {}, "Duration"), h("dd", { "data-testid": "session-duration" }, duration(session.duration_s))),
+            h("div", {}, h("dt", {}, "Errors"), h("dd", { class: session.errors ? "text-error" : "" }, String(session.errors))),
+          ),
+        )
+      : h("header", { class: "session-head" }, h("h3", {}, "Session ", h("code", {}, id)), h("span", { class: "muted" }, "activity only"));
+    return h(
+      "section",
+      { class: "session", "data-testid": "session-group", "data-session-id": id },
+      head,
+      h("ol", { class: "timeline" }, entries.map((e) => this.entry(e))),
+    );
+  }
+
+  entry(e) {
+    const when = h("div", { class: "tl-time" }, timeEl(e.occurred_at, { seconds: true }));
+    if (e.kind === "activity") {
+      return h(
+        "li",
+        { class: `tl-item tl-activity ${e.error ? "tone-error" : ""}`, "data-testid": "history-entry", "data-kind": "activity", "data-event-type": e.event_type },
+        h("span", { class: "tl-marker", "aria-hidden": "true" }),
+        when,
+        h(
+          "div",
+          { class: "tl-body" },
+          h("div", { class: "tl-line" }, h("span", { class: "activity-label" }, "Activity"), h("strong", {}, humanize(e.event_type))),
+          e.detail ? h("div", { class: "muted" }, e.detail) : null,
+          e.error ? h("div", { class: "text-error", "data-testid": "history-error" }, e.error) : null,
+        ),
+      );
+    }
+    const t = tone(e.to_status);
+    return h(
+      "li",
+      { class: `tl-item tone-${t}`, "data-testid": "history-entry", "data-kind": "status_change", "data-to": e.to_status.name, "data-sequence": e.sequence },
+      h("span", { class: "tl-marker", "aria-hidden": "true" }),
+      when,
+      h(
+        "div",
+        { class: "tl-body" },
+        h(
+          "div",
+          { class: "tl-line" },
+          e.from_status ? statusPill(e.from_status, { withStage: false }) : h("span", { class: "muted" }, "new connection"),
+          h("span", { class: "arrow", "aria-label": "to" }, "→"),
+          statusPill(e.to_status, { testid: "history-to" }),
+        ),
+        h(
+          "div",
+          { class: "tl-meta muted" },
+          humanize(e.event_type),
+          e.detail ? ` · ${e.detail.toLowerCase().replaceAll("_", " ")}` : "",
+          ` · #${e.sequence}`,
+          h("span", { title: `recorded ${e.recorded_at}` }, ""),
+        ),
+        e.error ? h("div", { class: "text-error", "data-testid": "history-error" }, e.error) : null,
+      ),
+    );
+  }
+
+  credentialsTab() {
+    const s = this.detail.summary;
+    const rows = this.detail.credentials.map((c) =>
+      h(
+        "tr",
+        { "data-testid": "credential-row", "data-role": c.role },
+        h("td", {}, h("code", {}, c.credential_id)),
+        h("td", {}, h("span", { class: `badge ${c.role === "main" ? "badge-main" : "badge-none"}` }, c.role === "main" ? "Main" : "Secondary")),
+        h("td", {}, timeEl(c.added)),
+      ),
+    );
+    return [
+      h(
+        "div",
+        { class: "panel-head" },
+        h("div", {}, h("h2", {}, "Credentials"), h("p", { class: "muted" }, "What is used to pull data from this business account. New credentials become main; earlier ones stay as secondary.")),
+        h("button", { type: "button", class: "btn", "data-testid": "credentials-reconnect", onclick: (e) => command(s, "reconnect", e.currentTarget) }, svg(ICONS.plug, 16), "Re-connect"),
+      ),
+      h(
+        "dl",
+        { class: "facts facts-inline" },
+        h("div", { class: "fact" }, h("dt", {}, "Business account"), h("dd", {}, s.business_account || dash())),
+        h("div", { class: "fact" }, h("dt", {}, "Business account ID"), h("dd", {}, s.business_account_id ? h("code", {}, s.business_account_id) : dash())),
+        h("div", { class: "fact" }, h("dt", {}, "Validity"), h("dd", {}, credentialsBadge(s, null))),
+      ),
+      rows.length
+        ? h(
+            "div",
+            { class: "table-wrap" },
+            h(
+              "table",
+              { class: "table", "data-testid": "credentials-table" },
+              h("thead", {}, h("tr", {}, ["Credential", "Role", "Added"].map((c) => h("th", { scope: "col" }, c)))),
+              h("tbody", {}, rows),
+            ),
+          )
+        : emptyState("No credentials yet.", "They appear once an authorization succeeds."),
+    ];
+  }
+
+  settingsTab() {
+    const s = this.detail.summary;
+    const options = FREQUENCIES.concat(FREQUENCIES.some(([m]) => m === s.sync_frequency_minutes) ? [] : [[s.sync_frequency_minutes, frequencyText(s.sync_frequency_minutes)]]).sort((a, b) => a[0] - b[0]);
+    const select = h(
+      "select",
+      { id: "frequency", "data-testid": "frequency-select" },
+      options.map(([m, label]) => h("option", { value: m, selected: m === s.sync_frequency_minutes }, label)),
+    );
+    return [
+      h("div", { class: "panel-head" }, h("div", {}, h("h2", {}, "Sync frequency"), h("p", { class: "muted" }, "How often this connection's data is extracted automatically."))),
+      h(
+        "form",
+        {
+          class: "inline-form",
+          "data-testid": "frequency-form",
+          onsubmit: async (e) => {
+            e.preventDefault();
+            const button = e.currentTarget.querySelector("button");
+            if (await command(s, "sync-frequency", button, { minutes: parseInt(select.value, 10) })) {
+              button.blur();
+            }
+          },
+        },
+        h("label", { for: "frequency" }, "Sync"),
+        select,
+        h("button", { type: "submit", class: "btn btn-primary", "data-testid": "frequency-save" }, "Save"),
+      ),
+      h("p", { class: "muted", "data-testid": "frequency-current" }, `Currently: ${frequencyText(s.sync_frequency_minutes).toLowerCase()}. Last sync: `, timeEl(s.last_sync), "."),
+    ];
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Router and polling: one view at a time, refreshed every 2 s (never two refreshes at once).
+
+const main = document.getElementById("main");
+
+const router = {
+  view: null,
+  generation: 0,
+  timer: null,
+  running: false,
+  again: false,
+
+  route() {
+    const raw = location.hash.replace(/^#/, "") || "/";
+    const [path, query = ""] = raw.split("?");
+    const params = new URLSearchParams(query);
+    const match = path.match(/^\/connections\/(.+)$/);
+    this.generation += 1;
+    this.view = match ? new ConnectionView(decodeURIComponent(match[1]), params) : new ListView(params);
+    this.view.mount(main);
+    document.querySelector('[data-testid="nav-connections"]').toggleAttribute("aria-current", !match);
+    this.poke();
+  },
+
+  /** Refresh now (after a change of state or a command), then every POLL_MS. */
+  async poke() {
+    clearTimeout(this.timer);
+    if (this.running) {
+      this.again = true;
+      return;
+    }
+    this.running = true;
+    const generation = this.generation;
+    try {
+      await this.view.refresh(() => generation === this.generation);
+    } catch (error) {
+      console.error(error);
+    } finally {
+      this.running = false;
+      if (this.again) {
+        this.again = false;
+        this.poke();
+      } else {
+        this.timer = setTimeout(() => this.poke(), POLL_MS);
+      }
+    }
+  },
+};
+
+window.addEventListener("hashchange", () => {
+  router.route();
+  main.focus({ preventScroll: true });
+});
+
+async function start() {
+  try {
+    const statuses = await api("/statuses");
+    STATUSES = new Map(statuses.statuses.map((s) => [s.code, s]));
+  } catch {
+    /* colours fall back to what each response carries */
+  }
+  router.route();
+}
+
+start();
