@@ -35,3 +35,11 @@ def test_the_readme_settings_table_matches_the_settings_model():
 
 def test_every_setting_has_a_description():
     assert "None |" not in docs.settings_table()
+
+
+def test_the_contract_lists_the_current_fingerprint_of_every_schema():
+    from syncstatus.schemas import SingleObjectCodec
+
+    contract = (ROOT / "docs" / "contract.md").read_text()
+    for name in ("SessionEvent", "StatusChanged", "ConnectionCommand"):
+        assert SingleObjectCodec(name).fingerprint.hex() in contract, name
