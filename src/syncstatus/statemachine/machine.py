@@ -89,49 +89,14 @@ class ConnectionStatusMachine(StateMachine):
     authorization_succeeded = authorization.to(authorized)
     authorization_failed = authorization.to(error_in_authorization)
     authorization_timed_out = authorization.to(authorization_timedout)
-    deauthorized = deauthorized_state.from_(
-        loading,
-        authorization,
-        error_in_authorization,
-        deauthorized_state,
-        authorized,
-        loading_error,
-        loaded,
-        structuring,
-        structuring_error,
-        structured,
-        processing,
-        processing_error,
-        processed,
-        synced,
-        authorization_timedout,
-        deduplication,
-        deduplication_error,
-        timed_out,
-        waiting_for_webhook,
-    )
-    disconnected = disconnected_state.from_(
-        loading,
-        authorization,
-        error_in_authorization,
-        deauthorized_state,
-        authorized,
-        loading_error,
-        loaded,
-        structuring,
-        structuring_error,
-        structured,
-        processing,
-        processing_error,
-        processed,
-        synced,
-        authorization_timedout,
-        deduplication,
-        deduplication_error,
-        timed_out,
-        waiting_for_webhook,
-        disconnected_state,
-    )
+    _not_disconnected = (
+        loading, authorization, error_in_authorization, deauthorized_state, authorized,
+        loading_error, loaded, structuring, structuring_error, structured, processing,
+        processing_error, processed, synced, authorization_timedout, deduplication,
+        deduplication_error, timed_out, waiting_for_webhook,
+    )  # fmt: skip
+    deauthorized = deauthorized_state.from_(*_not_disconnected)
+    disconnected = disconnected_state.from_(*_not_disconnected, disconnected_state)
 
     webhook_pending = (
         authorized.to(waiting_for_webhook)
