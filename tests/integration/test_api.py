@@ -73,7 +73,7 @@ def test_list_search_sort_and_page(application, client):
     }
     assert (first["credentials"], first["account_status"], first["can_extract"]) == (
         "Active",
-        "1 accounts",
+        "1 account",
         True,
     )
     found = client.get("/connections", params={"search": "ads", "page_size": 1, "page": 2})

@@ -46,7 +46,9 @@ def account_status(state: AccountsState, count: int) -> str:
         return "Loading accounts"
     if state is AccountsState.ERROR:
         return "Error"
-    return f"{count} accounts" if count else "No accounts"
+    if not count:
+        return "No accounts"
+    return f"{count} account" if count == 1 else f"{count} accounts"
 
 
 def can_extract(credentials_valid: bool | None, accounts: int, deleted_at: datetime | None) -> bool:
