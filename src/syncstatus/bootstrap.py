@@ -94,6 +94,7 @@ def build_service(application: Application) -> Service:
         consumer,
         application.engine,
         input_topics(settings),
+        EventMessages(settings.event_limits()),
         settings.batch_size,
         metrics.record_batch,
     )

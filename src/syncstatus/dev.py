@@ -44,5 +44,5 @@ def embedded(data_dir: Path, base: Settings) -> Iterator[Settings]:
             "api_token": secrets.token_urlsafe(12),
             **TANSU_CONSUMER,
         }
-        update = {k: v for k, v in defaults.items() if k not in base.model_fields_set}
-        yield base.model_copy(update=update)
+        unset = {k: v for k, v in defaults.items() if k not in base.model_fields_set}
+        yield Settings.model_validate({**base.model_dump(exclude_unset=True), **unset})
