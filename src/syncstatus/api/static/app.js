@@ -96,11 +96,20 @@ const SECONDS = new Intl.DateTimeFormat("en-GB", {
   hourCycle: "h23",
 });
 
-function timeEl(iso, { seconds = false, testid = null } = {}) {
+function day(iso) {
+  return iso ? DATE.format(new Date(iso)).split(", ")[0] : "";
+}
+
+function timeEl(iso, { seconds = false, stacked = false, withDay = true, testid = null } = {}) {
   if (!iso) return h("span", { class: "muted", "data-testid": testid, title: "Never" }, "—");
   const d = new Date(iso);
-  const text = seconds ? `${DATE.format(d).split(",")[0]}, ${SECONDS.format(d)}` : DATE.format(d);
-  return h("time", { datetime: iso, title: `${d.toISOString()} (UTC)`, "data-testid": testid }, text);
+  const title = `${d.toISOString()} (UTC)`;
+  const [date, minute] = DATE.format(d).split(", ");
+  if (stacked) {
+    return h("time", { datetime: iso, title, class: "stacked", "data-testid": testid }, h("span", {}, date), " ", h("span", { class: "muted" }, minute));
+  }
+  const clock = seconds ? SECONDS.format(d) : minute;
+  return h("time", { datetime: iso, title, "data-testid": testid }, withDay ? `${date}, ${clock}` : clock);
 }
 
 function duration(seconds) {
@@ -186,11 +195,7 @@ function statusPill(status, { testid = null, withStage = true } = {}) {
 
 function credentialsBadge(summary, testid) {
   if (summary.credentials === null) {
-    return h(
-      "span",
-      { class: "badge badge-none", "data-testid": testid, title: "Not authorized yet" },
-      "Not authorized",
-    );
+    return h("span", { class: "muted", "data-testid": testid, title: "Not authorized yet" }, "—");
   }
   const ok = summary.credentials === "Active";
   return h(
@@ -449,6 +454,11 @@ function actionButton(label, { testid, onclick, blocked = null, icon = null, kin
   );
 }
 
+/** The data source's initial, drawn by CSS so it is not part of the link's text. */
+function sourceIcon(name, size = "") {
+  return h("span", { class: `source-icon ${size}`, "aria-hidden": "true", "data-letter": name.slice(0, 1).toUpperCase() });
+}
+
 function emptyState(text, hint = null) {
   return h("div", { class: "empty", "data-testid": "empty" }, h("p", {}, text), hint ? h("p", { class: "muted" }, hint) : null);
 }
@@ -472,7 +482,7 @@ function setLive(el, ok) {
 function swap(container, ...children) {
   const active = document.activeElement;
   const key = active && container.contains(active) ? active.dataset.focusKey : null;
-  container.replaceChildren(...children.flat());
+  container.replaceChildren(...children.flat(Infinity).filter((c) => c !== null && c !== undefined && c !== false));
   if (key) {
     const again = container.querySelector(`[data-focus-key="${CSS.escape(key)}"]`);
     if (again) again.focus();
@@ -532,6 +542,7 @@ class ListView {
       oninput: () => {
         clearTimeout(this.debounce);
         this.debounce = setTimeout(() => {
+          if (router.view !== this) return;
           listState.search = this.search.value.trim();
           listState.page = 1;
           this.stateChanged();
@@ -546,6 +557,7 @@ class ListView {
     this.table = h(
       "table",
       { class: "table connections", "data-testid": "connections-table", "aria-describedby": "list-caption" },
+      h("caption", { class: "visually-hidden" }, "Connected sources"),
       this.head,
       this.body,
     );
@@ -754,17 +766,20 @@ class ListView {
     const tr = h(
       "tr",
       { "data-testid": "connection-row", "data-connection-id": id, class: s.status.is_error ? "row-error" : "" },
-      h("td", { "data-testid": "cell-data-source" }, h("a", { href: link, class: "source", "data-focus-key": `open-${id}` }, h("span", { class: "source-icon", "aria-hidden": "true" }, s.data_source.slice(0, 1).toUpperCase()), s.data_source)),
+      h("td", { "data-testid": "cell-data-source" }, h("a", { href: link, class: "source", "data-focus-key": `open-${id}` }, sourceIcon(s.data_source), s.data_source)),
       h("td", { "data-testid": "cell-business-account" }, s.business_account || dash()),
       h("td", { "data-testid": "cell-credentials" }, credentials),
       h("td", { "data-testid": "cell-account-status" }, h("span", { class: s.account_status === "Error" ? "text-error" : "" }, s.account_status)),
-      h("td", { "data-testid": "cell-business-account-id" }, s.business_account_id ? h("code", {}, s.business_account_id) : dash()),
-      h("td", { "data-testid": "cell-created" }, timeEl(s.created)),
-      h("td", { "data-testid": "cell-last-authorization" }, timeEl(s.last_authorization)),
+      h("td", { "data-testid": "cell-business-account-id" }, s.business_account_id ? h("code", { class: "clip", title: s.business_account_id }, s.business_account_id) : dash()),
+      h("td", { "data-testid": "cell-created" }, timeEl(s.created, { stacked: true })),
+      h("td", { "data-testid": "cell-last-authorization" }, timeEl(s.last_authorization, { stacked: true })),
       h("td", { "data-testid": "cell-sync-status" }, statusPill(s.status, { testid: "sync-status" })),
       h(
         "td",
-        { class: "actions", "data-testid": "cell-actions" },
+        { "data-testid": "cell-actions" },
+        h(
+          "div",
+          { class: "actions" },
         actionButton("Extract", {
           testid: "action-extract",
           kind: "btn-primary btn-small",
@@ -792,6 +807,7 @@ class ListView {
             onclick: (e) => deleteConnection(s, e.currentTarget),
           },
           svg(ICONS.trash, 18),
+        ),
         ),
       ),
     );
@@ -964,11 +980,11 @@ class ConnectionView {
         h(
           "div",
           { class: "conn-title" },
-          h("span", { class: "source-icon big", "aria-hidden": "true" }, s.data_source.slice(0, 1).toUpperCase()),
+          sourceIcon(s.data_source, "big"),
           h(
             "div",
             {},
-            h("h1", { id: "conn-title", "data-testid": "connection-title" }, s.data_source),
+            h("div", { class: "title-line" }, h("h1", { id: "conn-title", "data-testid": "connection-title" }, s.data_source), statusPill(s.status, { testid: "connection-status" })),
             h("p", { class: "muted", "data-testid": "connection-business-account" }, s.business_account || "No business account yet", " · ", h("code", { "data-testid": "connection-id" }, s.connection_id)),
           ),
         ),
@@ -1006,14 +1022,14 @@ class ConnectionView {
       h(
         "dl",
         { class: "facts" },
-        fact("Sync status", statusPill(s.status, { testid: "connection-status" }), "connection-status-cell"),
         fact("Credentials", credentialsBadge(s, "connection-credentials"), "connection-credentials-cell"),
         fact("Active accounts", String(s.active_accounts), "connection-accounts-count"),
         fact("Account status", s.account_status, "connection-account-status"),
         fact("Business account ID", s.business_account_id ? h("code", {}, s.business_account_id) : dash(), "connection-business-account-id"),
-        fact("Created", timeEl(s.created), "connection-created"),
-        fact("Last authorization", timeEl(s.last_authorization), "connection-last-authorization"),
-        fact("Last sync", timeEl(s.last_sync), "connection-last-sync"),
+        fact("Created", timeEl(s.created, { stacked: true }), "connection-created"),
+        fact("Last authorization", timeEl(s.last_authorization, { stacked: true }), "connection-last-authorization"),
+        fact("Last sync", timeEl(s.last_sync, { stacked: true }), "connection-last-sync"),
+        fact("Sync frequency", frequencyText(s.sync_frequency_minutes), "connection-sync-frequency"),
       ),
       h(
         "p",
@@ -1116,12 +1132,12 @@ class ConnectionView {
       "section",
       { class: "session", "data-testid": "session-group", "data-session-id": id },
       head,
-      h("ol", { class: "timeline" }, entries.map((e) => this.entry(e))),
+      h("ol", { class: "timeline" }, entries.map((e, i) => this.entry(e, i === 0 || day(e.occurred_at) !== day(entries[i - 1].occurred_at)))),
     );
   }
 
-  entry(e) {
-    const when = h("div", { class: "tl-time" }, timeEl(e.occurred_at, { seconds: true }));
+  entry(e, withDay) {
+    const when = h("div", { class: "tl-time" }, timeEl(e.occurred_at, { seconds: true, withDay }));
     if (e.kind === "activity") {
       return h(
         "li",
@@ -1258,13 +1274,20 @@ const router = {
     this.generation += 1;
     this.view = match ? new ConnectionView(decodeURIComponent(match[1]), params) : new ListView(params);
     this.view.mount(main);
-    document.querySelector('[data-testid="nav-connections"]').toggleAttribute("aria-current", !match);
+    const nav = document.querySelector('[data-testid="nav-connections"]');
+    if (match) nav.removeAttribute("aria-current");
+    else nav.setAttribute("aria-current", "page");
     this.poke();
   },
 
   /** Refresh now (after a change of state or a command), then every POLL_MS. */
   async poke() {
     clearTimeout(this.timer);
+    if (document.hidden) {
+      // Nobody is looking: check again later, and at once when the tab comes back.
+      this.timer = setTimeout(() => this.poke(), POLL_MS);
+      return;
+    }
     if (this.running) {
       this.again = true;
       return;
@@ -1286,6 +1309,10 @@ const router = {
     }
   },
 };
+
+document.addEventListener("visibilitychange", () => {
+  if (!document.hidden) router.poke();
+});
 
 window.addEventListener("hashchange", () => {
   router.route();

@@ -1,0 +1,581 @@
+"""The dashboard in headless Chromium, against the real API, engine and migrated PostgreSQL.
+
+Data goes in through `StatusEngine.apply_batch`, exactly as the consumer applies events, and
+the page reads it back through the HTTP API it polls. Screenshots are written to
+docs/screenshots/ only with SYNCSTATUS_SCREENSHOTS=1.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+CHROMIUM = Path("/usr/bin/chromium")
+if not CHROMIUM.exists():
+    pytest.skip(
+        "Debian's chromium is not installed (apt-get install chromium)", allow_module_level=True
+    )
+playwright_api = pytest.importorskip("playwright.sync_api")
+
+import uvicorn  # noqa: E402
+from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: E402
+
+from syncstatus.api.app import create_app  # noqa: E402
+from syncstatus.bootstrap import Application, build  # noqa: E402
+from syncstatus.embedded import free_port  # noqa: E402
+from syncstatus.engine import Inbound  # noqa: E402
+from syncstatus.settings import Settings  # noqa: E402
+from syncstatus.statemachine.events import Account, EventType, Substage  # noqa: E402
+
+from ..unit.factories import event  # noqa: E402
+
+pytestmark = pytest.mark.integration
+
+E = EventType
+TOKEN = "t0ken"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+LIVE_TIMEOUT_MS = 8000  # the page polls every 2 s
+
+
+# ---------------------------------------------------------------------------------------------
+# The API on a free port, fed through the real engine
+
+
+@dataclass
+class Feed:
+    """Applies events to the engine with strictly increasing occurrence times."""
+
+    application: Application
+    apps: dict[str, str] = field(default_factory=dict)
+    last: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    def _at(self) -> datetime:
+        self.last = max(datetime.now(UTC), self.last + timedelta(milliseconds=1))
+        return self.last
+
+    def apply(self, connection_id: str, session: str, *kinds: EventType, **fields) -> None:
+        app = self.apps[connection_id]
+        self.application.engine.apply_batch(
+            [
+                Inbound(event(kind, connection_id, session, at=self._at(), app=app, **fields))
+                for kind in kinds
+            ]
+        )
+
+    def authorize(
+        self,
+        connection_id: str,
+        app: str,
+        business_account: str,
+        business_account_id: str,
+        session: str = "s-1",
+        credential: str | None = None,
+    ) -> None:
+        self.apps[connection_id] = app
+        self.apply(connection_id, session, E.AUTHORIZATION_STARTED)
+        self.apply(
+            connection_id,
+            session,
+            E.AUTHORIZATION_SUCCEEDED,
+            attributes={
+                "business_account": business_account,
+                "business_account_id": business_account_id,
+                "credential_id": credential or f"cred-{connection_id}-{session}",
+            },
+        )
+
+    def accounts(self, connection_id: str, *names: str, session: str = "s-1") -> None:
+        listed = tuple(
+            Account(f"{connection_id}-acc-{i + 1}", name, "active") for i, name in enumerate(names)
+        )
+        self.apply(connection_id, session, E.ACCOUNTS_SYNCED, accounts=listed)
+
+    def processing(self, connection_id: str, session: str, substages=tuple(Substage)) -> None:
+        self.apply(connection_id, session, E.PROCESSING_STARTED)
+        for substage in substages:
+            self.apply(connection_id, session, E.PROCESSING_SUBSTAGE_COMPLETED, substage=substage)
+
+    def synced(self, connection_id: str, session: str) -> None:
+        self.apply(connection_id, session, E.LOADING_STARTED, E.LOADING_COMPLETED)
+        self.apply(connection_id, session, E.STRUCTURING_STARTED, E.STRUCTURING_COMPLETED)
+        self.processing(connection_id, session)
+        self.apply(connection_id, session, E.PROCESSING_COMPLETED, E.SYNC_COMPLETED)
+
+
+def seed(feed: Feed) -> None:
+    """Eight connections, one per colour and situation a support person meets."""
+    feed.authorize("conn-fb", "facebook_ads", "ads@acme.example", "act_1029384756")
+    feed.accounts("conn-fb", "Acme Brand", "Acme Retail")
+    feed.synced("conn-fb", "s-1")
+
+    # Synced once after a loading error and a retry; the next session is processing now.
+    feed.authorize("conn-gads", "google_ads", "marketing@acme.example", "123-456-7890")
+    feed.accounts("conn-gads", "Acme Search", "Acme Display", "Acme YouTube")
+    feed.apply("conn-gads", "s-1", E.LOADING_STARTED)
+    feed.apply(
+        "conn-gads", "s-1", E.LOADING_FAILED, error="Google Ads API answered 429: quota exceeded"
+    )
+    feed.synced("conn-gads", "s-1")
+    feed.apply("conn-gads", "s-2", E.LOADING_STARTED, E.LOADING_COMPLETED)
+    feed.apply("conn-gads", "s-2", E.STRUCTURING_STARTED, E.STRUCTURING_COMPLETED)
+    feed.processing("conn-gads", "s-2", (Substage.MONITORING, Substage.FORECASTING))
+
+    feed.authorize("conn-hub", "hubspot", "crm@acme.example", "hub-7781")
+    feed.accounts("conn-hub", "Acme CRM")
+    feed.apply("conn-hub", "s-2", E.AUTHORIZATION_STARTED)
+    feed.apply(
+        "conn-hub",
+        "s-2",
+        E.AUTHORIZATION_FAILED,
+        error="Refresh token expired: the HubSpot password was changed",
+    )
+
+    feed.authorize("conn-plaid", "plaid", "finance@acme.example", "item-5f3a9c")
+    feed.accounts("conn-plaid", "Checking ••4821")
+    feed.apply("conn-plaid", "s-1", E.WEBHOOK_PENDING)
+
+    feed.authorize("conn-li", "linkedin_ads", "social@acme.example", "urn:li:sponsoredAccount:508")
+
+    feed.authorize("conn-sf", "salesforce", "ops@acme.example", "00D5g000004XyZ")
+    feed.accounts("conn-sf", "Acme Production")
+    feed.synced("conn-sf", "s-1")
+    feed.apply("conn-sf", "s-1", E.DISCONNECTED)
+
+    feed.authorize("conn-tt", "tiktok_ads", "growth@acme.example", "7301928374650")
+    feed.accounts("conn-tt", "Acme TikTok")
+    feed.apply("conn-tt", "s-1", E.LOADING_STARTED, E.LOADING_COMPLETED, E.STRUCTURING_STARTED)
+    feed.apply(
+        "conn-tt",
+        "s-1",
+        E.STRUCTURING_FAILED,
+        error="Unexpected column 'video_views_p75' in the report",
+    )
+
+    feed.apps["conn-bing"] = "bing_ads"
+    feed.apply("conn-bing", "s-1", E.AUTHORIZATION_STARTED)
+
+
+ALL_SOURCES = [
+    "facebook_ads",
+    "google_ads",
+    "hubspot",
+    "plaid",
+    "linkedin_ads",
+    "salesforce",
+    "tiktok_ads",
+    "bing_ads",
+]
+
+
+@dataclass
+class Dashboard:
+    url: str
+    application: Application
+    feed: Feed
+
+    def commands(self) -> list[tuple[str, str]]:
+        with self.application.database.connect() as connection:
+            return [
+                tuple(row)
+                for row in connection.execute(
+                    sa.text("SELECT connection_id, command FROM commands ORDER BY requested_at")
+                )
+            ]
+
+
+@pytest.fixture
+def dashboard(db_engine: sa.Engine, database_url: str) -> Iterator[Dashboard]:
+    settings = Settings(database_url=database_url, api_token=TOKEN, api_port=free_port())
+    application = build(settings)
+    config = uvicorn.Config(
+        create_app(application),
+        host="127.0.0.1",
+        port=settings.api_port,
+        log_level="warning",
+        lifespan="off",
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="api", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the API did not start"
+        time.sleep(0.02)
+    feed = Feed(application)
+    seed(feed)
+    try:
+        yield Dashboard(f"http://127.0.0.1:{settings.api_port}", application, feed)
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        application.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Chromium
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser: Browser, dashboard: Dashboard) -> Iterator[Page]:
+    context = browser.new_context(
+        viewport={"width": 1440, "height": 900}, locale="en-US", timezone_id="UTC"
+    )
+    context.set_default_timeout(10_000)
+    page = context.new_page()
+    problems: list[str] = []
+    page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+    page.on(
+        "console",
+        lambda message: (
+            problems.append(f"console {message.type}: {message.text}")
+            if message.type == "error" and "status of 40" not in message.text
+            else None
+        ),
+    )
+    # Anything but the API itself (a CDN, a font) would fail at test time: refuse it now.
+    page.route(
+        lambda url: not url.startswith(dashboard.url),
+        lambda route: (problems.append(f"external request: {route.request.url}"), route.abort()),
+    )
+    yield page
+    context.close()
+    assert problems == []
+
+
+def screenshot(page: Page, name: str) -> None:
+    if os.environ.get("SYNCSTATUS_SCREENSHOTS") == "1":
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOTS / name), full_page=True)
+
+
+def rows(page: Page):
+    return page.get_by_test_id("connection-row")
+
+
+def row(page: Page, connection_id: str):
+    return page.locator(f'[data-testid="connection-row"][data-connection-id="{connection_id}"]')
+
+
+def sources(page: Page):
+    """The Data source cells, in order; expect(...).to_have_text([...]) waits for a refresh."""
+    return rows(page).get_by_test_id("cell-data-source")
+
+
+def set_token(page: Page, token: str = TOKEN) -> None:
+    page.get_by_test_id("token-input").fill(token)
+    expect(page.get_by_test_id("token-state")).to_have_text("saved")
+
+
+def open_connection(page: Page, dashboard: Dashboard, connection_id: str, tab: str = "") -> None:
+    page.goto(f"{dashboard.url}/#/connections/{connection_id}{f'?tab={tab}' if tab else ''}")
+    expect(page.get_by_test_id("connection-title")).to_be_visible()
+
+
+# ---------------------------------------------------------------------------------------------
+# Tests
+
+
+def test_the_list_shows_every_column_of_the_connected_sources(page: Page, dashboard: Dashboard):
+    page.goto(dashboard.url)
+    expect(rows(page)).to_have_count(len(ALL_SOURCES))
+    expect(page.get_by_test_id("total-count")).to_have_text("8 connections")
+    # Newest first by default.
+    expect(sources(page)).to_have_text(ALL_SOURCES[::-1])
+
+    fb = row(page, "conn-fb")
+    expect(fb.get_by_test_id("cell-business-account")).to_have_text("ads@acme.example")
+    expect(fb.get_by_test_id("cell-credentials")).to_have_text("Active")
+    expect(fb.get_by_test_id("cell-account-status")).to_have_text("2 accounts")
+    expect(fb.get_by_test_id("cell-business-account-id")).to_have_text("act_1029384756")
+    expect(fb.get_by_test_id("sync-status")).to_have_text("Synced")
+    expect(fb.get_by_test_id("sync-status")).to_have_attribute("data-tone", "synced")
+    expect(fb.get_by_test_id("sync-status-stage")).to_contain_text("end")
+    expect(fb.get_by_test_id("action-extract")).to_be_enabled()
+
+    tones = {
+        "conn-gads": ("Processing", "progress"),
+        "conn-hub": ("Error in Authorization", "error"),
+        "conn-plaid": ("Waiting For Webhook", "progress"),
+        "conn-sf": ("Disconnected", "ended"),
+        "conn-tt": ("Structuring Error", "error"),
+        "conn-bing": ("Authorization", "progress"),
+    }
+    for connection_id, (name, tone) in tones.items():
+        status = row(page, connection_id).get_by_test_id("sync-status")
+        expect(status).to_have_text(name)
+        expect(status).to_have_attribute("data-tone", tone)
+
+    bing = row(page, "conn-bing")
+    expect(bing.get_by_test_id("cell-account-status")).to_have_text("Loading accounts")
+    expect(bing.get_by_test_id("cell-last-authorization")).to_have_text("—")
+    expect(row(page, "conn-li").get_by_test_id("cell-account-status")).to_have_text("No accounts")
+
+    # Credentials in error: the "+" shows the detail, and hides it again.
+    hub = row(page, "conn-hub")
+    expect(hub.get_by_test_id("cell-credentials")).to_contain_text("Error")
+    detail = page.locator('[data-testid="credentials-error-row"][data-connection-id="conn-hub"]')
+    expect(detail).to_be_hidden()
+    hub.get_by_test_id("credentials-toggle").click()
+    expect(detail).to_be_visible()
+    expect(detail).to_contain_text("Refresh token expired: the HubSpot password was changed")
+    expect(hub.get_by_test_id("credentials-toggle")).to_have_attribute("aria-expanded", "true")
+    screenshot(page, "connections.png")
+    hub.get_by_test_id("credentials-toggle").click()
+    expect(detail).to_be_hidden()
+
+
+def test_search_sort_and_pages_survive_the_live_refresh(page: Page, dashboard: Dashboard):
+    page.goto(dashboard.url)
+    expect(rows(page)).to_have_count(8)
+
+    page.get_by_test_id("search-input").fill("ads")
+    expect(sources(page)).to_have_text(
+        ["bing_ads", "tiktok_ads", "linkedin_ads", "google_ads", "facebook_ads"]
+    )
+    assert "q=ads" in page.url
+    page.get_by_test_id("search-input").fill("no such source")
+    expect(page.get_by_test_id("empty")).to_contain_text("No connection matches")
+    page.get_by_test_id("search-input").fill("")
+    expect(rows(page)).to_have_count(8)
+
+    page.get_by_test_id("sort-data_source").click()
+    expect(page.get_by_test_id("col-data_source")).to_have_attribute("aria-sort", "ascending")
+    expect(sources(page)).to_have_text(sorted(ALL_SOURCES))
+    page.get_by_test_id("sort-data_source").click()
+    expect(page.get_by_test_id("col-data_source")).to_have_attribute("aria-sort", "descending")
+    expect(sources(page)).to_have_text(sorted(ALL_SOURCES, reverse=True))
+
+    # Account status sorts by the number of accounts (ties by connection id).
+    page.get_by_test_id("sort-account_status").click()
+    expect(page.get_by_test_id("col-account_status")).to_have_attribute("aria-sort", "ascending")
+    page.get_by_test_id("sort-account_status").click()
+    expect(page.get_by_test_id("col-account_status")).to_have_attribute("aria-sort", "descending")
+    expect(sources(page)).to_have_text(
+        [
+            "google_ads",
+            "facebook_ads",
+            "hubspot",
+            "plaid",
+            "salesforce",
+            "tiktok_ads",
+            "bing_ads",
+            "linkedin_ads",
+        ]
+    )
+
+    # Neither Status nor Sync status nor Actions can be sorted.
+    for column in ("col-status", "col-sync-status", "col-actions"):
+        expect(page.get_by_test_id(column).locator("button")).to_have_count(0)
+
+    # Searched ("a" leaves hubspot out), three a page, by business account a-z.
+    page.goto(f"{dashboard.url}/#/?sort=business_account&order=asc&size=3&q=a")
+    expect(page.get_by_test_id("page-info")).to_have_text("Page 1 of 3")
+    expect(page.get_by_test_id("page-range")).to_have_text("1–3 of 7")
+    page.get_by_test_id("page-next").click()
+    expect(page.get_by_test_id("page-info")).to_have_text("Page 2 of 3")
+    accounts = rows(page).get_by_test_id("cell-business-account")
+    second_page = ["marketing@acme.example", "ops@acme.example", "social@acme.example"]
+    expect(accounts).to_have_text(second_page)
+
+    # A status change arrives; the search, sort and page stay as they were.
+    dashboard.feed.apply("conn-gads", "s-2", E.PROCESSING_FAILED, error="forecast model failed")
+    status = row(page, "conn-gads").get_by_test_id("sync-status")
+    expect(status).to_have_text("Processing error", timeout=LIVE_TIMEOUT_MS)
+    expect(page.get_by_test_id("page-info")).to_have_text("Page 2 of 3")
+    expect(page.get_by_test_id("search-input")).to_have_value("a")
+    expect(page.get_by_test_id("col-business_account")).to_have_attribute("aria-sort", "ascending")
+    expect(accounts).to_have_text(second_page)
+    assert "page=2" in page.url and "q=a" in page.url
+
+
+def test_a_connection_page_follows_its_status_live(page: Page, dashboard: Dashboard):
+    page.goto(dashboard.url)
+    row(page, "conn-gads").get_by_role("link", name="google_ads").click()
+    expect(page).to_have_url(f"{dashboard.url}/#/connections/conn-gads")
+    expect(page.get_by_test_id("connection-title")).to_have_text("google_ads")
+    expect(page.get_by_test_id("connection-business-account")).to_contain_text(
+        "marketing@acme.example"
+    )
+    expect(page.get_by_test_id("connection-credentials")).to_have_text("Active")
+    expect(page.get_by_test_id("connection-accounts-count")).to_have_text("3")
+    expect(page.get_by_test_id("connection-can-extract")).to_have_attribute(
+        "data-can-extract", "true"
+    )
+    expect(page.get_by_test_id("sync-refresh")).to_be_enabled()
+    expect(page.get_by_test_id("reconnect")).to_be_enabled()
+
+    # Accounts tab.
+    expect(page.get_by_test_id("tab-accounts")).to_have_attribute("aria-selected", "true")
+    expect(page.get_by_test_id("account-name")).to_have_text(
+        ["Acme Display", "Acme Search", "Acme YouTube"]
+    )
+    expect(page.get_by_test_id("sync-accounts")).to_be_enabled()
+
+    # Credentials tab.
+    page.get_by_test_id("tab-credentials").click()
+    expect(page.get_by_test_id("credential-row")).to_have_count(1)
+    expect(page.get_by_test_id("credential-row")).to_have_attribute("data-role", "main")
+
+    # History: two sessions, newest first; the first has the loading error and its retry.
+    page.get_by_test_id("tab-history").click()
+    groups = page.get_by_test_id("session-group")
+    expect(groups).to_have_count(2)
+    expect(groups.nth(0)).to_have_attribute("data-session-id", "s-2")
+    first = groups.nth(1)
+    expect(first.get_by_test_id("session-status")).to_have_text("Synced")
+    expect(first.get_by_test_id("history-error")).to_have_text(
+        "Google Ads API answered 429: quota exceeded"
+    )
+    expect(first.locator('[data-kind="activity"]')).to_have_count(1)
+    expect(groups.nth(0).get_by_test_id("session-duration")).to_have_text("in progress")
+    expect(page.get_by_test_id("connection-status")).to_have_text("Processing")
+    screenshot(page, "connection.png")
+
+    # The pipeline moves on while the page is open.
+    for substage in (Substage.INSIGHTS, Substage.BENCHMARKING, Substage.HISTORICAL_DATA_CLEANING):
+        dashboard.feed.apply("conn-gads", "s-2", E.PROCESSING_SUBSTAGE_COMPLETED, substage=substage)
+    dashboard.feed.apply("conn-gads", "s-2", E.PROCESSING_COMPLETED)
+    status = page.get_by_test_id("connection-status")
+    expect(status).to_have_text("Processed", timeout=LIVE_TIMEOUT_MS)
+    expect(status).to_have_attribute("data-tone", "progress")
+    dashboard.feed.apply("conn-gads", "s-2", E.SYNC_COMPLETED)
+    expect(status).to_have_text("Synced", timeout=LIVE_TIMEOUT_MS)
+    expect(status).to_have_attribute("data-tone", "synced")
+    newest = page.get_by_test_id("session-group").nth(0)
+    expect(newest.locator('[data-kind="status_change"]').last).to_have_attribute(
+        "data-to", "Synced"
+    )
+    expect(newest.get_by_test_id("session-duration")).not_to_have_text("in progress")
+    expect(page.get_by_test_id("tab-history")).to_have_attribute("aria-selected", "true")
+
+    # Back to the list: its search and sort state come back with it.
+    page.get_by_test_id("back-link").click()
+    expect(row(page, "conn-gads").get_by_test_id("sync-status")).to_have_text("Synced")
+
+
+def test_writes_need_the_token_and_report_what_the_api_says(page: Page, dashboard: Dashboard):
+    open_connection(page, dashboard, "conn-fb")
+    page.get_by_test_id("reconnect").click()
+    message = page.get_by_test_id("message")
+    expect(message).to_have_attribute("data-kind", "error")
+    expect(message).to_contain_text("a bearer token is required")
+
+    set_token(page, "wrong")
+    page.get_by_test_id("reconnect").click()
+    expect(message).to_contain_text("the bearer token is not valid")
+
+    set_token(page)
+    page.get_by_test_id("reconnect").click()
+    expect(message).to_have_attribute("data-kind", "success")
+    expect(message).to_contain_text("Re-connect requested for facebook_ads")
+    page.get_by_test_id("sync-refresh").click()
+    expect(message).to_contain_text("Sync and Refresh requested for facebook_ads")
+    assert dashboard.commands() == [("conn-fb", "RECONNECT"), ("conn-fb", "SYNC_AND_REFRESH")]
+
+    # The token outlives a reload (localStorage).
+    page.reload()
+    expect(page.get_by_test_id("token-input")).to_have_value(TOKEN)
+
+    page.get_by_test_id("tab-settings").click()
+    page.get_by_test_id("frequency-select").select_option("60")
+    page.get_by_test_id("frequency-save").click()
+    expect(message).to_contain_text("facebook_ads will sync every hour")
+    expect(page.get_by_test_id("frequency-current")).to_contain_text("every hour")
+
+
+def test_sync_is_refused_for_a_connection_without_accounts(page: Page, dashboard: Dashboard):
+    page.goto(dashboard.url)
+    set_token(page)
+    extract = row(page, "conn-li").get_by_test_id("action-extract")
+    expect(extract).to_be_disabled()
+    expect(row(page, "conn-li").get_by_test_id("action-extract-wrapper")).to_have_attribute(
+        "title", "No account is connected: sync accounts first"
+    )
+    expect(row(page, "conn-li").get_by_test_id("action-reconnect")).to_be_enabled()
+
+    open_connection(page, dashboard, "conn-li")
+    sync = page.get_by_test_id("sync-refresh")
+    expect(sync).to_be_disabled()
+    expect(sync).to_have_attribute("title", "No account is connected: sync accounts first")
+    expect(page.get_by_test_id("connection-can-extract")).to_contain_text("sync accounts first")
+    expect(page.get_by_test_id("reconnect")).to_be_enabled()
+    expect(page.get_by_test_id("empty")).to_contain_text("No account is connected")
+
+    # Forced past the disabled button, the API refuses it and the page says why.
+    sync.evaluate("button => { button.disabled = false; button.click(); }")
+    message = page.get_by_test_id("message")
+    expect(message).to_have_attribute("data-kind", "refused")
+    expect(message).to_contain_text("no account is connected: sync accounts first")
+    expect(sync).to_be_disabled()
+    assert dashboard.commands() == []
+
+    # Once accounts are synced, the button comes alive by itself.
+    dashboard.feed.accounts("conn-li", "Acme Sponsored")
+    expect(sync).to_be_enabled(timeout=LIVE_TIMEOUT_MS)
+    expect(page.get_by_test_id("connection-accounts-count")).to_have_text("1")
+
+
+def test_delete_asks_first_then_the_connection_leaves_the_list(page: Page, dashboard: Dashboard):
+    page.goto(dashboard.url)
+    set_token(page)
+    dialog = page.get_by_test_id("confirm-dialog")
+
+    # From the list: cancelled, nothing happens.
+    row(page, "conn-hub").get_by_test_id("action-delete").click()
+    expect(dialog).to_be_visible()
+    expect(dialog).to_contain_text("hubspot")
+    expect(dialog).to_contain_text("stops data extraction for it immediately")
+    expect(dialog).to_contain_text("This cannot be undone.")
+    page.get_by_test_id("confirm-cancel").click()
+    expect(dialog).to_be_hidden()
+    expect(row(page, "conn-hub")).to_have_count(1)
+    assert dashboard.commands() == []
+
+    # From the list: confirmed.
+    row(page, "conn-hub").get_by_test_id("action-delete").click()
+    page.get_by_test_id("confirm-ok").click()
+    expect(page.get_by_test_id("message")).to_contain_text("hubspot (crm@acme.example) was deleted")
+    expect(row(page, "conn-hub")).to_have_count(0)
+    expect(page.get_by_test_id("total-count")).to_have_text("7 connections")
+
+    # From the connection page: confirmed, back to the list without it.
+    open_connection(page, dashboard, "conn-tt")
+    page.get_by_test_id("delete").click()
+    expect(dialog).to_be_visible()
+    page.get_by_test_id("confirm-ok").click()
+    expect(page.get_by_test_id("connections-table")).to_be_visible()
+    expect(rows(page)).to_have_count(6)
+    expect(row(page, "conn-tt")).to_have_count(0)
+    assert dashboard.commands() == [("conn-hub", "DELETE"), ("conn-tt", "DELETE")]
+
+    # Its page now says it is gone.
+    page.goto(f"{dashboard.url}/#/connections/conn-tt")
+    expect(page.get_by_test_id("connection-gone")).to_contain_text("Connection not found")
