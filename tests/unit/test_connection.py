@@ -103,6 +103,30 @@ def test_a_newer_event_of_the_session_that_lies_behind_is_an_illegal_transition(
     assert "LOADING_COMPLETED is not allowed from 19 Synced" in refusal.detail
 
 
+def test_a_retry_through_the_aggregator_that_arrives_out_of_order_waits_for_its_start():
+    connection, _ = run(happy_session()[:3] + [event(E.LOADING_FAILED)])
+    assert connection.status is Status.LOADING_ERROR
+    pending, received = event(E.WEBHOOK_PENDING), event(E.WEBHOOK_RECEIVED)
+    _, outcomes = run([received, pending], connection)
+    assert outcomes == [Outcome.PARKED, Outcome.APPLIED]
+    assert connection.status is Status.LOADING
+    assert connection.parked == [] and connection.refusals == []
+
+
+def test_a_newer_event_the_session_can_no_longer_reach_is_refused_at_once():
+    connection, _ = run(happy_session()[:8])  # Processing
+    _, outcomes = run([event(E.LOADING_COMPLETED)], connection)
+    assert outcomes == [Outcome.REFUSED]
+    assert connection.refusals[0].reason is RefusalReason.ILLEGAL_TRANSITION
+
+
+def test_an_event_stamped_the_same_millisecond_as_the_last_transition_is_not_stale():
+    connection, _ = run(happy_session()[:3])  # Loading
+    same_time = event(E.STRUCTURING_STARTED, at=connection.last_occurred_at)
+    _, outcomes = run([same_time], connection)
+    assert outcomes == [Outcome.PARKED]
+
+
 def test_a_parked_event_that_a_later_transition_overtook_is_refused():
     connection, _ = run(happy_session()[:3])  # Loading
     completed = event(E.STRUCTURING_STARTED)
@@ -202,13 +226,12 @@ def test_random_streams_only_make_transitions_of_the_table(events, seconds_later
     for i, e in enumerate(events):
         connection.accept(e, NOW + timedelta(seconds=i * seconds_later), POLICY)
     status = None
+    rows = {(e, source, route.target) for e, source, route in TRANSITIONS.rows()}
     assert all(a.event.type.changes_status is False for a in connection.activities)
     for expected_sequence, t in enumerate(connection.transitions, start=1):
         assert t.sequence == expected_sequence
         assert t.from_status == status
-        sources = TRANSITIONS.sources_of(t.event_type)
-        assert t.from_status in sources
-        assert TRANSITIONS.target_of[t.event_type] is t.to_status
+        assert (t.event_type, t.from_status, t.to_status) in rows
         status = t.to_status
     assert status == connection.status
     decided = (

@@ -233,14 +233,13 @@ class Connection:
 
         An older event than the last transition is stale. A newer one may wait for the events
         before it: one of another session waits for that session to start here, one of the
-        current session waits only if its target lies beyond the current status on the flow.
+        current session waits only if the session can still reach a status it applies from.
         """
-        if self.last_occurred_at is not None and event.occurred_at <= self.last_occurred_at:
+        if self.last_occurred_at is not None and event.occurred_at < self.last_occurred_at:
             return RefusalReason.STALE, "older than the connection's last transition"
         if self.status is None or event.session_id != self.session_id:
             return None
-        target = TRANSITIONS.target_of[event.type]
-        if TRANSITIONS.rank[target] > TRANSITIONS.rank[self.status]:
+        if TRANSITIONS.sources_of(event.type) & TRANSITIONS.ahead[self.status]:
             return None
         return (
             RefusalReason.ILLEGAL_TRANSITION,

@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
-from syncstatus.statemachine.events import EventType
+from syncstatus.statemachine.events import EventFamily, EventType
 from syncstatus.statemachine.machine import NEW, ConnectionStatusMachine, GuardContext
-from syncstatus.statemachine.statuses import Status
+from syncstatus.statemachine.statuses import Stage, Status
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,10 +48,10 @@ class TransitionTable:
                         Route(Status(transition.target.value), guards)
                     )
         self._routes = {key: tuple(value) for key, value in routes.items()}
-        self.rank = self._distances_from_new()
-        self.target_of = {
-            event: route.target for (_, event), rs in self._routes.items() for route in rs
-        }
+        self.ahead = self._reachable_within_a_session()
+        self._sources: dict[EventType, frozenset[Status | None]] = {}
+        for source, event in self._routes:
+            self._sources[event] = self._sources.get(event, frozenset()) | {source}
 
     def decide(self, source: Status | None, event: EventType, ctx: GuardContext) -> Status | None:
         """The status `event` moves a connection at `source` to, or None if it may not."""
@@ -61,7 +61,7 @@ class TransitionTable:
         return None
 
     def sources_of(self, event: EventType) -> frozenset[Status | None]:
-        return frozenset(source for source, e in self._routes if e is event)
+        return self._sources.get(event, frozenset())
 
     def rows(self) -> list[tuple[EventType, Status | None, Route]]:
         """Every declared transition, ordered by event type then source code."""
@@ -74,27 +74,38 @@ class TransitionTable:
             key=lambda row: (list(EventType).index(row[0]), row[1] or 0, row[2].target),
         )
 
-    def _distances_from_new(self) -> dict[Status | None, int]:
-        """How far along the flow each status lies: transitions from a new connection.
+    def _reachable_within_a_session(self) -> dict[Status | None, frozenset[Status]]:
+        """The statuses a session at each status may still pass, itself included.
 
-        Paths through error and timeout statuses do not count (a retry after an error is not
-        progress) and guards are ignored. A pending event whose target lies farther than the
-        current status may still apply once the events before it arrive; that decides parking.
+        A session is over at Synced, Disconnected and Deauthorized, and a new authorization
+        from outside the authorization stage starts another session, so neither leads anywhere
+        within one; an error status is retried, so paths through it count, and a failed
+        authorization is retried by authorizing again. The service's own timeouts are not
+        waited for. Guards are ignored: a parked event is refused once its window passes.
+        An event that does not apply now may wait only if one of its sources lies ahead.
         """
-        edges: dict[Status | None, set[Status]] = {}
-        for (source, _), rs in self._routes.items():
-            edges.setdefault(source, set()).update(route.target for route in rs)
-        rank: dict[Status | None, int] = {None: 0}
-        queue = deque([None])
-        while queue:
-            node = queue.popleft()
-            if node is not None and node.is_error:
+        edges: dict[Status, set[Status]] = {}
+        for (source, event), rs in self._routes.items():
+            if source is None or _session_is_over(source) or event.family is EventFamily.SERVICE:
                 continue
-            for target in sorted(edges.get(node, ())):
-                if target not in rank:
-                    rank[target] = rank[node] + 1
-                    queue.append(target)
-        return rank
+            for route in rs:
+                if route.target is Status.AUTHORIZATION and source.stage is not Stage.AUTHORIZATION:
+                    continue
+                edges.setdefault(source, set()).add(route.target)
+        ahead: dict[Status | None, frozenset[Status]] = {}
+        for start in Status:
+            seen, queue = {start}, deque([start])
+            while queue:
+                for target in edges.get(queue.popleft(), ()):
+                    if target not in seen:
+                        seen.add(target)
+                        queue.append(target)
+            ahead[start] = frozenset(seen)
+        return ahead
+
+
+def _session_is_over(status: Status) -> bool:
+    return status.ends_session and not status.is_error
 
 
 TRANSITIONS = TransitionTable(ConnectionStatusMachine)
