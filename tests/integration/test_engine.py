@@ -9,6 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from syncstatus.engine import Inbound, StatusEngine
+from syncstatus.origin import Origin
 from syncstatus.statemachine.connection import Outcome, Policy
 from syncstatus.statemachine.events import EventType
 from syncstatus.statemachine.statuses import Status
@@ -145,6 +146,25 @@ def test_two_concurrent_writers_on_one_connection_never_both_win(db_engine, cloc
     assert rows(db_engine, "SELECT version FROM connections") == [(4,)]
 
 
+def test_an_event_that_arrives_during_a_transition_is_decided_on_its_result(db_engine, clock):
+    first, second = (StatusEngine(PostgresStore(db_engine), POLICY, clock=clock) for _ in "ab")
+    first.apply_event(event(E.AUTHORIZATION_STARTED))
+    succeeded, loading = event(E.AUTHORIZATION_SUCCEEDED), event(E.LOADING_STARTED)
+    outcome: list[Outcome] = []
+    beside = threading.Thread(target=lambda: outcome.append(second.apply_event(loading)))
+    with first.store.unit_of_work() as uow:
+        connection = uow.load(["conn-1"])["conn-1"]
+        assert connection.accept(succeeded, clock(), POLICY) is Outcome.APPLIED
+        beside.start()
+        beside.join(timeout=1)
+        assert beside.is_alive(), "the second writer did not wait for the first"
+        uow.save([connection])
+    beside.join(timeout=10)
+    assert outcome == [Outcome.APPLIED]
+    assert rows(db_engine, "SELECT status, version FROM connections") == [(Status.LOADING, 3)]
+    assert rows(db_engine, "SELECT count(*) FROM parked_events") == [(0,)]
+
+
 def test_the_sweeper_times_out_stale_statuses_like_an_event(engine, db_engine, clock):
     engine.apply_event(event(E.AUTHORIZATION_STARTED, "c-auth"))
     for e in happy_session("c-loading")[:3]:
@@ -201,11 +221,14 @@ def test_two_sweepers_time_out_each_connection_exactly_once(db_engine, clock):
 def test_the_sweeper_refuses_events_parked_too_long(engine, db_engine, clock):
     engine.apply_event(event(E.AUTHORIZATION_STARTED))
     waiting = event(E.LOADING_COMPLETED)
-    assert engine.apply_event(waiting) is Outcome.PARKED
+    origin = Origin("t.pipeline", 3, 41, b"conn-1", b"\xc3\x01original bytes")
+    assert engine.apply_batch([Inbound(waiting, origin)]).outcomes == [Outcome.PARKED]
     clock.now += timedelta(seconds=61)
     swept = engine.sweep()
     assert [r.reason.value for r in swept.refusals] == ["parked_too_long"]
     assert rows(db_engine, "SELECT reason, event_id FROM dead_letters") == [
         ("parked_too_long", waiting.event_id)
     ]
+    (stored,) = rows(db_engine, "SELECT origin FROM dead_letters")
+    assert Origin.from_json(stored.origin) == origin
     assert rows(db_engine, "SELECT count(*) FROM parked_events") == [(0,)]

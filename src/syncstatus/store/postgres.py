@@ -93,6 +93,7 @@ class UnitOfWork:
 
     def __init__(self, connection: sa.Connection) -> None:
         self._raw = connection.connection.driver_connection
+        self._parked_origins: dict[uuid.UUID, Origin] = {}
 
     def claim(self, event_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
         """Record the ids as processed; return those not processed before (the fresh ones)."""
@@ -106,8 +107,63 @@ class UnitOfWork:
         return {row[0] for row in rows}
 
     def load(self, connection_ids: Iterable[str]) -> dict[str, Connection]:
-        """The connections with their parked events; a connection never seen comes back new."""
+        """The connections with their parked events, each locked until the unit of work ends.
+
+        Every writer of a connection holds its lock, so each decides on what the previous one
+        committed: otherwise a batch that only parks an event could miss a transition made
+        beside it, and that transition would never see the parked event. A transaction-level
+        advisory lock on the id covers connections that have no row yet; taking them in key
+        order keeps two batches from deadlocking.
+        """
         ids = sorted(set(connection_ids))
+        self._raw.execute(
+            "SELECT pg_advisory_xact_lock(k) FROM (SELECT DISTINCT hashtextextended(id, 0) AS k "
+            "FROM unnest(%s::text[]) AS id ORDER BY k) AS keys",
+            (ids,),
+        )
+        return self._read(ids)
+
+    def lock_due(self, now: datetime, policy: Policy, limit: int) -> dict[str, Connection]:
+        """Connections whose status outlived its timeout, locked; those another writer holds
+        are left for the next sweep, so several sweepers never time out one twice."""
+        statuses, cutoffs = [], []
+        for status in Status:
+            limit_for = policy.timeout_for(status)
+            if limit_for is not None:
+                statuses.append(int(status))
+                cutoffs.append(now - limit_for)
+        rows = self._raw.execute(
+            "SELECT c.connection_id FROM connections c "
+            "JOIN unnest(%s::smallint[], %s::timestamptz[]) AS t(status, cutoff) "
+            "ON c.status = t.status AND c.status_changed_at <= t.cutoff "
+            "ORDER BY c.status_changed_at LIMIT %s",
+            (statuses, cutoffs, limit),
+        ).fetchall()
+        return self._read(self._try_lock([row[0] for row in rows]))
+
+    def lock_expired_parked(self, cutoff: datetime, limit: int) -> dict[str, Connection]:
+        """Connections with a parked event older than the window that no other writer holds."""
+        rows = self._raw.execute(
+            "SELECT connection_id FROM parked_events WHERE parked_at < %s "
+            "GROUP BY connection_id ORDER BY min(parked_at) LIMIT %s",
+            (cutoff, limit),
+        ).fetchall()
+        return self._read(self._try_lock([row[0] for row in rows]))
+
+    def _try_lock(self, ids: list[str]) -> list[str]:
+        if not ids:
+            return []
+        rows = self._raw.execute(
+            "SELECT id FROM unnest(%s::text[]) AS id "
+            "WHERE pg_try_advisory_xact_lock(hashtextextended(id, 0))",
+            (ids,),
+        ).fetchall()
+        return [row[0] for row in rows]
+
+    def _read(self, ids: list[str]) -> dict[str, Connection]:
+        """A connection never seen comes back new."""
+        if not ids:
+            return {}
         rows = self._raw.execute(
             f"SELECT {_CONNECTION_COLUMNS} FROM connections WHERE connection_id = ANY(%s)",
             (ids,),
@@ -117,45 +173,17 @@ class UnitOfWork:
         self._attach_parked(loaded)
         return loaded
 
-    def lock_due(self, now: datetime, policy: Policy, limit: int) -> dict[str, Connection]:
-        """Connections whose status outlived its timeout, locked; rows locked by another
-        sweeper are skipped, so several instances never time out the same connection twice."""
-        statuses, cutoffs = [], []
-        for status in Status:
-            limit_for = policy.timeout_for(status)
-            if limit_for is not None:
-                statuses.append(int(status))
-                cutoffs.append(now - limit_for)
-        rows = self._raw.execute(
-            f"SELECT {', '.join('c.' + c.strip() for c in _CONNECTION_COLUMNS.split(','))} "
-            "FROM connections c "
-            "JOIN unnest(%s::smallint[], %s::timestamptz[]) AS t(status, cutoff) "
-            "ON c.status = t.status AND c.status_changed_at <= t.cutoff "
-            "ORDER BY c.status_changed_at LIMIT %s FOR UPDATE OF c SKIP LOCKED",
-            (statuses, cutoffs, limit),
-        ).fetchall()
-        loaded = {row[0]: _connection_from_row(row) for row in rows}
-        self._attach_parked(loaded)
-        return loaded
-
-    def lock_expired_parked(self, cutoff: datetime, limit: int) -> dict[str, Connection]:
-        """Connections with a parked event older than the window, parked rows locked."""
-        rows = self._raw.execute(
-            "SELECT DISTINCT connection_id FROM ("
-            " SELECT connection_id FROM parked_events WHERE parked_at < %s"
-            " ORDER BY parked_at LIMIT %s FOR UPDATE SKIP LOCKED) AS expired",
-            (cutoff, limit),
-        ).fetchall()
-        return self.load(row[0] for row in rows) if rows else {}
-
     def save(
         self,
         connections: Iterable[Connection],
         origins: Mapping[uuid.UUID, Origin] | None = None,
         rejected: Sequence[RejectedMessage] = (),
     ) -> None:
-        """Write what the aggregates decided; ConcurrentUpdate if another writer came first."""
-        origins = origins or {}
+        """Write what the aggregates decided; ConcurrentUpdate if another writer came first.
+
+        A parked event keeps the message it came in, so its dead letter carries the original
+        bytes whenever it is refused."""
+        origins = {**self._parked_origins, **(origins or {})}
         everything = list(connections)
         changed = [c for c in everything if c.transitions]
         self._write_connections(changed)
@@ -358,12 +386,15 @@ class UnitOfWork:
         if not loaded:
             return
         rows = self._raw.execute(
-            "SELECT connection_id, parked_at, event FROM parked_events "
+            "SELECT connection_id, parked_at, event, origin FROM parked_events "
             "WHERE connection_id = ANY(%s) ORDER BY parked_at",
             (list(loaded),),
         ).fetchall()
-        for connection_id, parked_at, event in rows:
-            loaded[connection_id].parked.append(ParkedEvent(event_from_json(event), parked_at))
+        for connection_id, parked_at, data, origin in rows:
+            event = event_from_json(data)
+            loaded[connection_id].parked.append(ParkedEvent(event, parked_at))
+            if origin is not None:
+                self._parked_origins[event.event_id] = Origin.from_json(origin)
 
 
 _VIEW_PROJECTED = (
