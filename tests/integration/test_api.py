@@ -128,6 +128,25 @@ def test_write_endpoints_refuse_a_missing_or_wrong_token(application, client):
     assert client.get("/connections/c1").status_code == 200
 
 
+def test_a_token_the_server_cannot_compare_as_text_is_refused_not_a_500(application, client):
+    seed(application)
+    latin1 = client.post("/connections/c1/sync", headers={"Authorization": b"Bearer t\xf6ken"})
+    assert latin1.status_code == 403
+
+
+def test_ids_up_to_the_configured_length_are_served_and_longer_ones_are_422(application, client):
+    longest = "c" * application.settings.max_id_length
+    seed(application, longest)
+    assert client.get(f"/connections/{longest}").status_code == 200
+    assert client.get(f"/connections/{longest}/history").status_code == 200
+    assert client.get(f"/connections/{longest}x").status_code == 422
+
+
+def test_history_and_sessions_of_an_unknown_connection_are_404(client):
+    assert client.get("/connections/nobody/history").status_code == 404
+    assert client.get("/connections/nobody/sessions").status_code == 404
+
+
 def test_sync_is_refused_with_the_reason_unless_the_connection_can_extract(application, client):
     seed(application, accounts=())
     refused = client.post("/connections/c1/sync", headers=AUTH)

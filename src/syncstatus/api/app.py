@@ -38,7 +38,6 @@ from syncstatus.store.queries import (
 
 STATIC = Path(__file__).with_name("static")
 PRINTABLE = r"^[^\x00-\x1f\x7f]+$"
-ConnectionId = Annotated[str, PathParam(min_length=1, max_length=200, pattern=PRINTABLE)]
 
 
 class StatusOut(BaseModel):
@@ -235,6 +234,9 @@ def create_app(application: Application) -> FastAPI:
         "(see docs/contract.md).",
     )
     bearer = HTTPBearer(auto_error=False)
+    Id = Annotated[
+        str, PathParam(min_length=1, max_length=settings.max_id_length, pattern=PRINTABLE)
+    ]
 
     def operator(
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
@@ -245,7 +247,9 @@ def create_app(application: Application) -> FastAPI:
                 401, "a bearer token is required", headers={"WWW-Authenticate": "Bearer"}
             )
         expected = settings.api_token.get_secret_value() if settings.api_token else None
-        if expected is None or not hmac.compare_digest(credentials.credentials, expected):
+        if expected is None or not hmac.compare_digest(
+            credentials.credentials.encode(), expected.encode()
+        ):
             raise HTTPException(403, "the bearer token is not valid")
         return "api"
 
@@ -293,7 +297,7 @@ def create_app(application: Application) -> FastAPI:
         tags=["connections"],
         responses={404: {"model": ErrorOut}},
     )
-    def connection(connection_id: ConnectionId) -> DetailOut:
+    def connection(connection_id: Id) -> DetailOut:
         detail = application.connections.connection(connection_id)
         if detail is None:
             raise HTTPException(404, f"no connection {connection_id}")
@@ -303,18 +307,30 @@ def create_app(application: Application) -> FastAPI:
             credentials=[CredentialOut(**asdict(c)) for c in detail.credentials],
         )
 
-    @api.get("/connections/{connection_id}/history", response_model=HistoryOut, tags=["history"])
-    def history(connection_id: ConnectionId) -> HistoryOut:
+    @api.get(
+        "/connections/{connection_id}/history",
+        response_model=HistoryOut,
+        tags=["history"],
+        responses={404: {"model": ErrorOut}},
+    )
+    def history(connection_id: Id) -> HistoryOut:
         """Every status change and activity, oldest first; kept after a delete (audit)."""
-        return HistoryOut(
-            entries=[_entry(e) for e in application.connections.history(connection_id)]
-        )
+        entries = application.connections.history(connection_id)
+        if not entries:
+            raise HTTPException(404, f"no history for connection {connection_id}")
+        return HistoryOut(entries=[_entry(e) for e in entries])
 
-    @api.get("/connections/{connection_id}/sessions", response_model=SessionsOut, tags=["history"])
-    def sessions(connection_id: ConnectionId) -> SessionsOut:
-        return SessionsOut(
-            sessions=[_session(s) for s in application.connections.sessions(connection_id)]
-        )
+    @api.get(
+        "/connections/{connection_id}/sessions",
+        response_model=SessionsOut,
+        tags=["history"],
+        responses={404: {"model": ErrorOut}},
+    )
+    def sessions(connection_id: Id) -> SessionsOut:
+        found = application.connections.sessions(connection_id)
+        if not found:
+            raise HTTPException(404, f"no sessions for connection {connection_id}")
+        return SessionsOut(sessions=[_session(s) for s in found])
 
     @api.get(
         "/connections/{connection_id}/sessions/{session_id}",
@@ -323,8 +339,8 @@ def create_app(application: Application) -> FastAPI:
         responses={404: {"model": ErrorOut}},
     )
     def session(
-        connection_id: ConnectionId,
-        session_id: Annotated[str, PathParam(min_length=1, max_length=200, pattern=PRINTABLE)],
+        connection_id: Id,
+        session_id: Id,
     ) -> SessionDetailOut:
         detail = application.connections.session(connection_id, session_id)
         if detail is None:
@@ -359,7 +375,7 @@ def create_app(application: Application) -> FastAPI:
         tags=["commands"],
         responses=WRITE_RESPONSES,
     )
-    def sync(connection_id: ConnectionId, who: Operator) -> CommandOut:
+    def sync(connection_id: Id, who: Operator) -> CommandOut:
         """Sync and Refresh; refused unless the connection is active with an account."""
         return issue(connection_id, CommandType.SYNC_AND_REFRESH, who)
 
@@ -370,7 +386,7 @@ def create_app(application: Application) -> FastAPI:
         tags=["commands"],
         responses=WRITE_RESPONSES,
     )
-    def sync_accounts(connection_id: ConnectionId, who: Operator) -> CommandOut:
+    def sync_accounts(connection_id: Id, who: Operator) -> CommandOut:
         return issue(connection_id, CommandType.SYNC_ACCOUNTS, who)
 
     @api.post(
@@ -380,7 +396,7 @@ def create_app(application: Application) -> FastAPI:
         tags=["commands"],
         responses=WRITE_RESPONSES,
     )
-    def reconnect(connection_id: ConnectionId, who: Operator) -> CommandOut:
+    def reconnect(connection_id: Id, who: Operator) -> CommandOut:
         """Re-connect is always available."""
         return issue(connection_id, CommandType.RECONNECT, who)
 
@@ -391,7 +407,7 @@ def create_app(application: Application) -> FastAPI:
         tags=["commands"],
         responses=WRITE_RESPONSES,
     )
-    def delete(connection_id: ConnectionId, who: Operator) -> CommandOut:
+    def delete(connection_id: Id, who: Operator) -> CommandOut:
         """Stops extraction at once and cannot be undone; history stays, no data is touched."""
         return issue(connection_id, CommandType.DELETE, who)
 
@@ -402,7 +418,7 @@ def create_app(application: Application) -> FastAPI:
         tags=["commands"],
         responses=WRITE_RESPONSES,
     )
-    def sync_frequency(connection_id: ConnectionId, body: FrequencyIn, who: Operator) -> CommandOut:
+    def sync_frequency(connection_id: Id, body: FrequencyIn, who: Operator) -> CommandOut:
         return issue(connection_id, CommandType.SET_SYNC_FREQUENCY, who, body.minutes)
 
     api.mount("/static", StaticFiles(directory=STATIC), name="static")
