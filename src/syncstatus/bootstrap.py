@@ -24,6 +24,7 @@ from syncstatus.service import Loop, Service
 from syncstatus.settings import Settings
 from syncstatus.store.commands import CommandStore
 from syncstatus.store.database import create_engine, database_reachable, migrate
+from syncstatus.store.notifications import NewRows
 from syncstatus.store.outbox import OutboxStore
 from syncstatus.store.postgres import PostgresStore
 from syncstatus.store.queries import ConnectionQueries, StatusQueries
@@ -98,38 +99,44 @@ def build_service(application: Application) -> Service:
         settings.batch_size,
         metrics.record_batch,
     )
-    status_relay = Relay(
+
+    def relay(name, fetch, to_message, topic: str, table: str, published: str) -> Relay:
+        return Relay(
+            name,
+            fetch,
+            to_message,
+            producer,
+            topic,
+            settings.relay_batch_size,
+            settings.relay_idle_s,
+            flush_timeout_s,
+            NewRows(application.database.url, table),
+            metrics.published.labels(published).inc,
+        )
+
+    status_relay = relay(
         "status-relay",
         outbox.status_changes,
         status_change_message(StatusChangeMessages()),
-        producer,
         settings.topic_status,
-        settings.relay_batch_size,
-        settings.relay_idle_s,
-        flush_timeout_s,
-        metrics.published.labels("status").inc,
+        "outbox",
+        "status",
     )
-    dead_letter_relay = Relay(
+    dead_letter_relay = relay(
         "dead-letter-relay",
         outbox.dead_letters,
         dead_letter_message(EventMessages()),
-        producer,
         settings.topic_dead_letter,
-        settings.relay_batch_size,
-        settings.relay_idle_s,
-        flush_timeout_s,
-        metrics.published.labels("dead-letter").inc,
+        "dead_letters",
+        "dead-letter",
     )
-    command_relay = Relay(
+    command_relay = relay(
         "command-relay",
         application.commands.unpublished,
         command_message(CommandMessages()),
-        producer,
         settings.topic_commands,
-        settings.relay_batch_size,
-        settings.relay_idle_s,
-        flush_timeout_s,
-        metrics.published.labels("commands").inc,
+        "commands",
+        "commands",
     )
     scheduler = CommandScheduler(
         application.commands,

@@ -96,7 +96,12 @@ class Settings(BaseSettings):
         1000, gt=0, description="Most messages applied in one database transaction."
     )
     relay_batch_size: int = Field(1000, gt=0, description="Most status changes sent per round.")
-    relay_idle_s: float = Field(0.05, gt=0, description="Relay pause when there is nothing new.")
+    relay_idle_s: float = Field(
+        0.5,
+        gt=0,
+        description="Longest a relay waits before looking for new rows again; a database "
+        "notification wakes it at once.",
+    )
     delivery_timeout_ms: int = Field(
         30000, gt=0, description="How long the producer retries a send before it fails."
     )

@@ -1,9 +1,8 @@
 """Relays: publish rows the engine recorded (status changes, dead letters) to Kafka.
 
-A row is marked published only after the broker acknowledged it. With an idempotent producer a
-failed send also fails every later send to its partition, so what is marked is a prefix per
-partition and the rest is sent again, in order, next round: a reader may see a message twice
-after a crash, never out of order and never with a gap.
+A row is marked published only after the broker acknowledged it, and only up to the first
+send of its key that was not: the rest of that key is sent again, in order, next round. So a
+reader may see a message twice after a crash, never out of order and never with a gap.
 """
 
 from __future__ import annotations
@@ -12,7 +11,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import sqlalchemy.exc
 import structlog
@@ -25,6 +24,14 @@ from syncstatus.statemachine.connection import Transition
 from syncstatus.store.outbox import DeadLetter, RelayBatch
 
 log = structlog.get_logger(__name__)
+
+
+class NewRowsWaiter(Protocol):
+    """Returns when rows may have been added, or after the timeout (store.notifications)."""
+
+    def wait(self, stop: threading.Event, timeout_s: float) -> None: ...
+
+    def close(self) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +54,7 @@ class Relay:
         batch_size: int,
         idle_s: float,
         flush_timeout_s: float,
+        new_rows: NewRowsWaiter,
         on_published: Callable[[int], None] = lambda _: None,
     ) -> None:
         self.name = name
@@ -58,6 +66,7 @@ class Relay:
         self._batch_size = batch_size
         self._idle_s = idle_s
         self._flush_timeout_s = flush_timeout_s
+        self._new_rows = new_rows
         self._on_published = on_published
 
     def run(self, stop: threading.Event) -> None:
@@ -79,9 +88,10 @@ class Relay:
                     stop.wait(1.0)
                     continue
                 if published == 0:
-                    stop.wait(self._idle_s)
+                    self._new_rows.wait(stop, self._idle_s)
         finally:
             self._reset_producer()
+            self._new_rows.close()
 
     def relay_once(self) -> int:
         """Publish one batch; return how many rows Kafka acknowledged."""
@@ -96,17 +106,19 @@ class Relay:
                 future = producer.send(
                     self._topic, key=message.key, value=message.value, headers=message.headers
                 )
-                futures.append((row_id, future))
+                futures.append((row_id, message.key, future))
             try:
                 producer.flush(timeout=self._flush_timeout_s)
             except KafkaTimeoutError:
                 log.warning("sends still pending after the flush timeout", relay=self.name)
-            acknowledged = []
-            for row_id, future in futures:
-                if future.succeeded():
+            acknowledged, held_back = [], set()
+            for row_id, key, future in futures:
+                if key in held_back or not future.succeeded():
+                    held_back.add(key)
+                else:
                     acknowledged.append(row_id)
             if len(acknowledged) < len(futures):
-                failed = next((f.exception for _, f in futures if f.failed()), "still pending")
+                failed = next((f.exception for *_, f in futures if f.failed()), "still pending")
                 log.warning(
                     "not all sends acknowledged; resending the rest",
                     relay=self.name,
