@@ -11,6 +11,7 @@ import structlog
 
 from syncstatus.engine import BatchResult, StatusEngine, utc_now
 from syncstatus.store.commands import CommandStore
+from syncstatus.store.postgres import ConcurrentUpdate
 from syncstatus.store.retention import RetentionStore
 
 log = structlog.get_logger(__name__)
@@ -34,6 +35,8 @@ class TimeoutSweeper:
                     self._report(result)
             except sqlalchemy.exc.DBAPIError as error:
                 log.warning("sweeper cannot reach the database", error=str(error).splitlines()[0])
+            except ConcurrentUpdate as error:
+                log.warning("sweep kept losing races; trying again next interval", error=str(error))
 
     def _report(self, result: BatchResult) -> None:
         self._on_sweep(result)

@@ -76,6 +76,8 @@ def test_database_stopped_and_restarted_mid_stream(kafka, tmp_path, capfd):
         reader.close()
         assert_applied_exactly_once(database_url, events, seen)
         captured = capfd.readouterr()
-        assert "database unavailable; retrying the batch" in captured.out + captured.err
+        assert "batch not applied (database unavailable or lost a race); retrying" in (
+            captured.out + captured.err
+        )
     finally:
         postgres.stop()

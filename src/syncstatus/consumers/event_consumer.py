@@ -20,7 +20,7 @@ from syncstatus.messages import EventMessages, MessageRejected
 from syncstatus.origin import Origin
 from syncstatus.statemachine.connection import Outcome, RefusalReason
 from syncstatus.statemachine.events import EventFamily
-from syncstatus.store.postgres import RejectedMessage
+from syncstatus.store.postgres import ConcurrentUpdate, RejectedMessage
 
 log = structlog.get_logger(__name__)
 
@@ -35,7 +35,7 @@ class BatchReport:
     seconds: float
 
 
-DATABASE_ERRORS = (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)
+RETRIED = (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, ConcurrentUpdate)
 
 
 class EventConsumer:
@@ -82,14 +82,15 @@ class EventConsumer:
             log.info("consumer stopped")
 
     def _apply_until_done(self, records: list[ConsumerRecord], stop: threading.Event) -> bool:
-        """Apply the batch, retrying while the database is unreachable; False if told to stop."""
+        """Apply the batch, retrying while the database is unreachable (or other writers keep
+        winning: a lost race is never a reason to dead-letter an event); False if told to stop."""
         inbound, rejected = self.decode(records)
         retrying = Retrying(
-            retry=retry_if_exception_type(DATABASE_ERRORS),
+            retry=retry_if_exception_type(RETRIED),
             wait=wait_exponential(multiplier=0.1, max=5),
             stop=stop_any(lambda _: stop.is_set()),
             before_sleep=lambda state: log.warning(
-                "database unavailable; retrying the batch",
+                "batch not applied (database unavailable or lost a race); retrying",
                 attempt=state.attempt_number,
                 error=str(state.outcome.exception()).splitlines()[0],
             ),
@@ -99,12 +100,12 @@ class EventConsumer:
         try:
             try:
                 result = retrying(self._engine.apply_batch, inbound, rejected)
-            except DATABASE_ERRORS:
+            except RETRIED:
                 raise
             except Exception:
                 log.exception("batch failed; applying its events one by one")
                 result = self._apply_one_by_one(inbound, rejected, retrying)
-        except DATABASE_ERRORS:
+        except RETRIED:
             log.warning("stopping with the batch unapplied; it will be redelivered")
             return False
         seconds = time.perf_counter() - started
@@ -123,7 +124,7 @@ class EventConsumer:
         for item in inbound:
             try:
                 one = retrying(self._engine.apply_batch, [item])
-            except DATABASE_ERRORS:
+            except RETRIED:
                 raise
             except Exception as error:
                 log.exception(
