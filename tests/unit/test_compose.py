@@ -37,7 +37,8 @@ KAFKA = "kafka"
 TOPICS_JOB = "kafka-topics"
 POSTGRES = "postgres"
 MIGRATE = "migrate"
-APP_SERVICES = (MIGRATE, SERVICE)
+API = "api"
+APP_SERVICES = (MIGRATE, SERVICE, API)
 KAFKA_TOPICS_SH = "kafka-topics.sh"
 
 INTERPOLATION = re.compile(r"\$(?:\{(?P<braced>[^}]*)\}|(?P<bare>[A-Za-z_][A-Za-z0-9_]*))")
@@ -236,7 +237,7 @@ def image_tag(image: str) -> str | None:
 
 
 def test_the_expected_services_are_defined(services):
-    missing = {KAFKA, TOPICS_JOB, POSTGRES, MIGRATE, SERVICE} - set(services)
+    missing = {KAFKA, TOPICS_JOB, POSTGRES, MIGRATE, SERVICE, API} - set(services)
     assert not missing, f"docker-compose.yml lacks the services {sorted(missing)}"
 
 
@@ -550,9 +551,28 @@ def test_the_service_starts_after_migration_and_topics(services):
         )
 
 
-def test_the_commands_are_run_and_migrate(services):
+def test_the_commands_are_run_migrate_and_api(services):
     assert services[SERVICE]["command"] == ["run"], f"{SERVICE} should run `syncstatus run`"
     assert services[MIGRATE]["command"] == ["migrate"], f"{MIGRATE} should run `syncstatus migrate`"
+    assert services[API]["command"] == ["api"], f"{API} should run `syncstatus api`"
+
+
+def test_the_api_listens_on_all_interfaces_on_its_published_port(services, monkeypatch):
+    settings = settings_of(services[API], monkeypatch)
+    assert settings.api_host == "0.0.0.0", "on 127.0.0.1 inside its container nobody reaches it"
+    assert [p["target"] for p in ports(services[API])] == [settings.api_port]
+    assert all(not p["published"] for p in ports(services[API])), "a fixed host port stops --scale"
+
+
+def test_the_api_healthcheck_asks_its_own_port(services, monkeypatch):
+    port = settings_of(services[API], monkeypatch).api_port
+    command = healthcheck_command(services[API])
+    assert re.findall(r"http://(?:127\.0\.0\.1|localhost):(\d+)/", command) == [str(port)]
+
+
+def test_the_api_starts_after_migration(services):
+    depends_on = services[API].get("depends_on", {})
+    assert depends_on.get(MIGRATE, {}).get("condition") == "service_completed_successfully"
 
 
 @pytest.mark.parametrize("name", APP_SERVICES)
@@ -602,7 +622,7 @@ def test_stop_grace_period_outlasts_a_relay_send(services, monkeypatch):
 
 
 def test_long_running_services_restart_and_one_shot_jobs_do_not(services):
-    for name in (KAFKA, POSTGRES, SERVICE):
+    for name in (KAFKA, POSTGRES, SERVICE, API):
         assert services[name].get("restart") == "unless-stopped", f"{name} should restart"
     for name in (MIGRATE, TOPICS_JOB):
         assert services[name].get("restart", "no") == "no", f"one-shot {name} must not restart"
@@ -678,16 +698,15 @@ def test_the_dockerfile_runs_as_a_non_root_user():
     assert user not in ("root", "0"), f"the service runs as {users[-1]}"
 
 
-def test_the_dockerfile_exposes_the_default_metrics_port():
+def test_the_dockerfile_exposes_the_default_metrics_and_api_ports():
     exposed = {
         int(port.split("/")[0])
         for keyword, arguments in final_stage()
         if keyword == "EXPOSE"
         for port in arguments.split()
     }
-    assert default("metrics_port") in exposed, (
-        f"EXPOSE {sorted(exposed)} lacks the default metrics_port {default('metrics_port')}"
-    )
+    for name in ("metrics_port", "api_port"):
+        assert default(name) in exposed, f"EXPOSE {sorted(exposed)} lacks the default {name}"
 
 
 def test_the_dockerfile_healthcheck_hits_healthz_on_the_default_metrics_port():
