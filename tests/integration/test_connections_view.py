@@ -90,6 +90,34 @@ def test_the_view_follows_authorization_accounts_and_syncs(engine, queries):
     assert detail.accounts[0].updated == detail.summary.last_sync
 
 
+def test_only_active_accounts_make_a_connection_extractable(engine, queries, commands):
+    authorize(engine)
+    disabled = (Account("acc-1", "Main", "disabled"),)
+    engine.apply_event(event(E.ACCOUNTS_SYNCED, "c1", accounts=disabled))
+    line = queries.list().items[0]
+    assert (line.account_status, line.active_accounts, line.can_extract) == ("1 account", 0, False)
+    with pytest.raises(CommandRefused):
+        commands.issue("c1", CommandType.SYNC_AND_REFRESH, "tests")
+    assert commands.schedule_due(datetime.now(UTC), timedelta(days=1), 10) == 1  # accounts only
+    both = (*disabled, Account("acc-2", "Brand", "Active"))
+    engine.apply_event(event(E.ACCOUNTS_SYNCED, "c1", accounts=both))
+    line = queries.list().items[0]
+    assert (line.account_status, line.active_accounts, line.can_extract) == ("2 accounts", 1, True)
+
+
+def test_account_status_sorts_loading_then_error_then_by_count(engine, queries):
+    engine.apply_event(event(E.AUTHORIZATION_STARTED, "loading"))
+    authorize(engine, "failed")
+    engine.apply_event(event(E.ACCOUNTS_SYNC_FAILED, "failed", error="API quota"))
+    authorize(engine, "none")
+    authorize(engine, "two")
+    accounts(engine, "two", "Main", "Brand")
+    authorize(engine, "one")
+    accounts(engine, "one", "Main")
+    ordered = [s.connection_id for s in queries.list(sort="account_status", descending=False).items]
+    assert ordered == ["loading", "failed", "none", "one", "two"]
+
+
 def test_new_credentials_become_main_and_old_ones_stay_secondary(engine, queries):
     authorize(engine, credential="old")
     authorize(engine, credential="new")

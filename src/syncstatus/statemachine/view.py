@@ -51,9 +51,11 @@ def account_status(state: AccountsState, count: int) -> str:
     return f"{count} account" if count == 1 else f"{count} accounts"
 
 
-def can_extract(credentials_valid: bool | None, accounts: int, deleted_at: datetime | None) -> bool:
-    """Extraction needs an active connection with at least one connected account."""
-    return bool(credentials_valid) and accounts > 0 and deleted_at is None
+def can_extract(
+    credentials_valid: bool | None, active_accounts: int, deleted_at: datetime | None
+) -> bool:
+    """Extraction needs an active connection with at least one active account."""
+    return bool(credentials_valid) and active_accounts > 0 and deleted_at is None
 
 
 @dataclass(slots=True)
@@ -63,6 +65,11 @@ class AccountRow:
     status: str
     created_at: datetime
     updated_at: datetime | None = None
+
+    @property
+    def is_active(self) -> bool:
+        """The data source reports each account's status; only an active one can be read."""
+        return self.status.strip().lower() == "active"
 
 
 @dataclass(slots=True)
@@ -101,8 +108,12 @@ class ConnectionView:
         return account_status(self.accounts_state, len(self.accounts))
 
     @property
+    def active_accounts(self) -> int:
+        return sum(a.is_active for a in self.accounts.values())
+
+    @property
     def can_extract(self) -> bool:
-        return can_extract(self.credentials_valid, len(self.accounts), self.deleted_at)
+        return can_extract(self.credentials_valid, self.active_accounts, self.deleted_at)
 
     @property
     def main_credential(self) -> str | None:

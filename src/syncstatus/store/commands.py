@@ -76,7 +76,7 @@ class CommandStore:
             raw = connection.connection.driver_connection
             for connection_id, app in raw.execute(
                 "SELECT connection_id, app FROM connection_view WHERE deleted_at IS NULL "
-                "AND credentials_valid AND account_count > 0 "
+                "AND credentials_valid AND active_account_count > 0 "
                 "AND (next_sync_at IS NULL OR next_sync_at <= %s) "
                 "ORDER BY next_sync_at NULLS FIRST LIMIT %s FOR UPDATE SKIP LOCKED",
                 (now, limit),

@@ -407,6 +407,7 @@ _VIEW_PROJECTED = (
     "accounts_state",
     "accounts_error",
     "account_count",
+    "active_account_count",
     "last_authorized_at",
     "last_synced_at",
 )
@@ -431,6 +432,7 @@ def _view_row(v: ConnectionView) -> tuple[Any, ...]:
         v.accounts_state.value,
         v.accounts_error,
         len(v.accounts),
+        v.active_accounts,
         v.last_authorized_at,
         v.last_synced_at,
     )
@@ -449,6 +451,7 @@ def _view_from_row(row: Sequence[Any]) -> ConnectionView:
         accounts_state,
         accounts_error,
         _count,
+        _active,
         last_authorized_at,
         last_synced_at,
     ) = row

@@ -62,7 +62,8 @@ class StatusQueries:
 SORTABLE = {
     "data_source": "v.app",
     "business_account": "v.business_account",
-    "account_status": "v.account_count",
+    "account_status": "CASE v.accounts_state WHEN 'loading' THEN -2 WHEN 'error' THEN -1 "
+    "ELSE v.account_count END",
     "business_account_id": "v.business_account_id",
     "created": "v.created_at",
     "last_authorization": "v.last_authorized_at",
@@ -159,7 +160,8 @@ class SessionDetail:
 
 _SUMMARY = (
     "SELECT v.connection_id, v.app, v.business_account, v.business_account_id, "
-    "v.credentials_valid, v.credentials_error, v.accounts_state, v.account_count, v.status, "
+    "v.credentials_valid, v.credentials_error, v.accounts_state, v.account_count, "
+    "v.active_account_count, v.status, "
     "v.created_at, v.last_authorized_at, v.last_synced_at, v.sync_frequency_minutes "
     "FROM connection_view v"
 )
@@ -175,6 +177,7 @@ def _summary(row: sa.Row) -> ConnectionSummary:
         error,
         accounts_state,
         count,
+        active,
         status,
         created,
         last_auth,
@@ -189,7 +192,7 @@ def _summary(row: sa.Row) -> ConnectionSummary:
         credentials=credentials_label(valid),
         credentials_error=error,
         account_status=account_status(AccountsState(accounts_state), count),
-        active_accounts=count,
+        active_accounts=active,
         status_code=status,
         status_name=Status(status).label,
         stage=Status(status).stage.label,
@@ -198,7 +201,7 @@ def _summary(row: sa.Row) -> ConnectionSummary:
         last_authorization=last_auth,
         last_sync=last_sync,
         sync_frequency_minutes=frequency,
-        can_extract=can_extract(valid, count, None),
+        can_extract=can_extract(valid, active, None),
     )
 
 

@@ -123,6 +123,7 @@ connection_view = Table(
     Column("accounts_state", Text, nullable=False),
     Column("accounts_error", Text),
     Column("account_count", Integer, nullable=False, server_default=text("0")),
+    Column("active_account_count", Integer, nullable=False, server_default=text("0")),
     Column("last_authorized_at", DateTime(timezone=True)),
     Column("last_synced_at", DateTime(timezone=True)),
     Column("sync_frequency_minutes", Integer, nullable=False, server_default=text("1440")),
