@@ -84,8 +84,13 @@ class RetentionPruner:
             except sqlalchemy.exc.DBAPIError as error:
                 log.warning("pruner cannot reach the database", error=str(error).splitlines()[0])
                 continue
-            if pruned.outbox or pruned.event_ids:
-                log.info("pruned", outbox=pruned.outbox, event_ids=pruned.event_ids)
+            if pruned.outbox or pruned.event_ids or pruned.scheduled_commands:
+                log.info(
+                    "pruned",
+                    outbox=pruned.outbox,
+                    event_ids=pruned.event_ids,
+                    scheduled_commands=pruned.scheduled_commands,
+                )
 
 
 class CommandScheduler:

@@ -8,6 +8,14 @@ from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 
+from syncstatus.engine import StatusEngine
+from syncstatus.statemachine.commands import CommandType
+from syncstatus.statemachine.connection import Policy
+from syncstatus.store.commands import CommandStore
+from syncstatus.store.postgres import PostgresStore
+from syncstatus.store.retention import RetentionStore
+
+from ..unit.factories import event
 from .support import OutputReader, publisher_for, running_service, settings_for
 from .test_pipeline import E, make
 
@@ -57,3 +65,22 @@ def test_outbox_and_idempotency_keys_stay_bounded_while_history_grows(kafka, dat
     for sample in samples:
         assert sample["outbox"] <= 2 * per_round, samples
         assert sample["processed_events"] <= 2 * per_round, samples
+
+
+def test_the_schedulers_published_commands_are_pruned_and_peoples_commands_kept(db_engine):
+    engine = StatusEngine(PostgresStore(db_engine), Policy())
+    engine.apply_event(event(E.AUTHORIZATION_STARTED, "c1"))
+    engine.apply_event(event(E.AUTHORIZATION_SUCCEEDED, "c1"))
+    commands = CommandStore(db_engine)
+    commands.issue("c1", CommandType.RECONNECT, "api")
+    now = datetime.now(UTC)
+    assert commands.schedule_due(now, timedelta(days=1), 10) == 1
+    with db_engine.begin() as connection:
+        connection.execute(sa.text("UPDATE commands SET published_at = :t"), {"t": now})
+    retention = RetentionStore(db_engine)
+    day = timedelta(days=1)
+    assert retention.prune(now, day, day).scheduled_commands == 0  # not old enough yet
+    assert retention.prune(now + 2 * day, day, day).scheduled_commands == 1
+    with db_engine.connect() as connection:
+        left = connection.execute(sa.text("SELECT requested_by, command FROM commands")).all()
+    assert left == [("api", "RECONNECT")]

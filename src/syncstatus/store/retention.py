@@ -1,5 +1,5 @@
-"""Retention: the outbox and the idempotency keys are pruned; history and dead letters are the
-audit trail and stay."""
+"""Retention: the outbox, the idempotency keys and the scheduler's own published commands are
+pruned; history, dead letters and the commands people issued are the audit trail and stay."""
 
 from __future__ import annotations
 
@@ -8,11 +8,14 @@ from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
+from syncstatus.store.commands import SCHEDULER
+
 
 @dataclass(frozen=True, slots=True)
 class Pruned:
     outbox: int
     event_ids: int
+    scheduled_commands: int
 
 
 class RetentionStore:
@@ -32,6 +35,11 @@ class RetentionStore:
                 "DELETE FROM processed_events WHERE event_id IN (SELECT event_id "
                 "FROM processed_events WHERE processed_at < :cutoff LIMIT :chunk)",
                 now - event_ids_for,
+            ),
+            scheduled_commands=self._delete_until_done(
+                "DELETE FROM commands WHERE id IN (SELECT id FROM commands "
+                f"WHERE requested_by = '{SCHEDULER}' AND published_at < :cutoff LIMIT :chunk)",
+                now - outbox_for,
             ),
         )
 

@@ -183,4 +183,9 @@ commands = Table(
     Column("published_at", DateTime(timezone=True)),
     Index("commands_unpublished", "id", postgresql_where=text("published_at IS NULL")),
     Index("commands_connection", "connection_id", "id"),
+    Index(
+        "commands_scheduled_published",
+        "published_at",
+        postgresql_where=text("requested_by = 'scheduler'"),
+    ),
 )
