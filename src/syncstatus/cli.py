@@ -79,13 +79,13 @@ def dev(
             f"  Kafka:      {settings.bootstrap_servers}  (topics {settings.topic_auth}, "
             f"{settings.topic_webhooks}, {settings.topic_pipeline} in; {settings.topic_status}, "
             f"{settings.topic_dead_letter} out)\n"
-            f"  PostgreSQL: {settings.database_url}\n"
+            f"  PostgreSQL: {settings.database_url_redacted}\n"
             f"  Metrics:    http://127.0.0.1:{settings.metrics_port}/metrics  "
             f"(/healthz, /readyz)\n"
             f"  Dashboard:  http://127.0.0.1:{settings.api_port}/  (API token: "
             f"{settings.api_token.get_secret_value() if settings.api_token else '-'})\n"
             f"  other terminal: SYNCSTATUS_BOOTSTRAP_SERVERS={settings.bootstrap_servers} "
-            f"SYNCSTATUS_DATABASE_URL={settings.database_url} syncstatus tail\n"
+            f"SYNCSTATUS_DATABASE_URL={settings.database_url_redacted} syncstatus tail\n"
             f"Ctrl-C stops it."
         )
         if demo:

@@ -20,6 +20,7 @@ class Settings(BaseSettings):
     database_url: str = Field(
         "postgresql+psycopg://postgres@127.0.0.1:5432/postgres",
         description="SQLAlchemy URL of the PostgreSQL database (psycopg 3 driver).",
+        repr=False,
     )
     bootstrap_servers: str = Field(
         "127.0.0.1:9092", description="Kafka bootstrap servers, comma separated."
@@ -158,8 +159,12 @@ class Settings(BaseSettings):
     def redacted(self) -> dict[str, object]:
         """Every setting as it is in force, with passwords (also inside URLs) masked."""
         values = self.model_dump(mode="json")
-        values["database_url"] = make_url(self.database_url).render_as_string(hide_password=True)
+        values["database_url"] = self.database_url_redacted
         return values
+
+    @property
+    def database_url_redacted(self) -> str:
+        return make_url(self.database_url).render_as_string(hide_password=True)
 
     def event_limits(self) -> EventLimits:
         return EventLimits(

@@ -9,6 +9,8 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -76,6 +78,17 @@ def running_service(settings: Settings) -> Iterator[None]:
         service.stop.set()
         thread.join(timeout=30)
         application.close()
+
+
+def http_get(port: int, path: str) -> tuple[int, str]:
+    """Status and body; 0 while nothing listens yet."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+    except urllib.error.URLError:
+        return 0, "not listening yet"
 
 
 def publisher_for(settings: Settings) -> EventPublisher:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import time
 
@@ -10,6 +11,7 @@ from syncstatus.embedded import EmbeddedPostgres
 from .support import (
     OutputReader,
     assert_applied_exactly_once,
+    http_get,
     publish_paced,
     running_service,
     settings_for,
@@ -64,6 +66,9 @@ def test_database_stopped_and_restarted_mid_stream(kafka, tmp_path, capfd):
             postgres.stop()
             time.sleep(3)
             assert changes_seen(reader.seen) < len(events), "the outage came too late to matter"
+            status, body = http_get(settings.metrics_port, "/readyz")
+            assert (status, json.loads(body)["database"]) == (503, False)
+            assert http_get(settings.metrics_port, "/healthz")[0] == 200, "alive, only unready"
             postgres.start()
             publisher.join(60)
             seen = reader.wait_for(

@@ -72,15 +72,25 @@ def test_mutual_tls_passes_certificate_and_key():
 def test_config_prints_every_setting_with_secrets_masked(monkeypatch):
     monkeypatch.setenv("SYNCSTATUS_KAFKA_SASL_PASSWORD", "hunter2")
     monkeypatch.setenv("SYNCSTATUS_KAFKA_SSL_PASSWORD", "keypass")
+    monkeypatch.setenv("SYNCSTATUS_API_TOKEN", "t0ken-secret")
     monkeypatch.setenv("SYNCSTATUS_DATABASE_URL", "postgresql+psycopg://app:pgpass@db:5432/s")
     result = CliRunner().invoke(app, ["config"])
     assert result.exit_code == 0
-    for secret in ("hunter2", "keypass", "pgpass"):
+    for secret in ("hunter2", "keypass", "pgpass", "t0ken-secret"):
         assert secret not in result.output
     assert "SYNCSTATUS_DATABASE_URL=postgresql+psycopg://app:***@db:5432/s" in result.output
     assert len(result.output.splitlines()) == len(Settings.model_fields)
 
 
 def test_secrets_are_masked_in_the_settings_repr():
-    settings = Settings(kafka_sasl_password="hunter2")
-    assert "hunter2" not in repr(settings) and "hunter2" not in str(settings.redacted())
+    settings = Settings(
+        kafka_sasl_password="hunter2",
+        api_token="t0ken-secret",
+        database_url="postgresql+psycopg://app:pgpass@db:5432/s",
+    )
+    for secret in ("hunter2", "t0ken-secret", "pgpass"):
+        assert secret not in repr(settings) and secret not in str(settings.redacted())
+
+
+def test_a_blank_api_token_refuses_writes_like_an_unset_one():
+    assert Settings(api_token="  ").api_token is None
