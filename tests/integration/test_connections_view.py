@@ -201,13 +201,15 @@ def test_sync_frequency_is_validated(engine, commands, queries):
 
 
 def test_sessions_summarize_start_end_final_status_and_errors(engine, queries):
-    for e in happy_session("c1", "s-1"):
-        engine.apply_event(e)
+    session = happy_session("c1", "s-1")
+    engine.apply_batch([Inbound(e) for e in session])  # recorded in one instant
     engine.apply_event(event(E.LOADING_STARTED, "c1", "s-2"))
     engine.apply_event(event(E.LOADING_FAILED, "c1", "s-2", error="timeout"))
     newest, oldest = queries.sessions("c1")
     assert (oldest.session_id, oldest.final_status, oldest.errors) == ("s-1", 19, 0)
-    assert oldest.ended_at is not None and oldest.duration_s >= 0
+    assert (oldest.started_at, oldest.ended_at) == (session[0].occurred_at, session[-1].occurred_at)
+    assert oldest.duration_s == (session[-1].occurred_at - session[0].occurred_at).total_seconds()
+    assert oldest.duration_s > 10
     assert (newest.session_id, newest.final_status, newest.errors) == ("s-2", 11, 1)
     detail = queries.session("c1", "s-2")
     assert [e.error for e in detail.entries] == [None, "timeout"]

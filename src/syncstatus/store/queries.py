@@ -290,7 +290,8 @@ class ConnectionQueries:
         return [HistoryEntry(*row[:11]) for row in rows]
 
     def sessions(self, connection_id: str) -> list[SessionSummary]:
-        """Each session: its start, end, final status, duration and errors, newest first."""
+        """Each data-sharing session (one with status changes; account syncs are activities in
+        the history): its start, end, final status, duration and errors, newest first."""
         return [self._session(entries) for entries in self._by_session(connection_id).values()][
             ::-1
         ]
@@ -313,7 +314,8 @@ class ConnectionQueries:
     def _session(entries: list[HistoryEntry]) -> SessionSummary:
         changes = [e for e in entries if e.kind == "status_change"]
         final = Status(changes[-1].to_status)
-        started, ended = changes[0].recorded_at, changes[-1].recorded_at
+        # When it happened, not when it was recorded: a backlog must not shorten a session.
+        started, ended = changes[0].occurred_at, changes[-1].occurred_at
         return SessionSummary(
             session_id=changes[0].session_id,
             started_at=started,
