@@ -6,7 +6,13 @@ import json
 import signal
 import time
 
+import sqlalchemy as sa
+from kafka import KafkaConsumer, TopicPartition
+
 from syncstatus.embedded import EmbeddedPostgres
+from syncstatus.kafka import client_config, input_topics
+from syncstatus.messages import EventMessages
+from syncstatus.reader import TopicReader
 
 from .support import (
     OutputReader,
@@ -86,3 +92,52 @@ def test_database_stopped_and_restarted_mid_stream(kafka, tmp_path, capfd):
         )
     finally:
         postgres.stop()
+
+
+def test_sigterm_mid_stream_commits_exactly_what_it_applied(kafka, database_url, tmp_path):
+    """SIGTERM finishes the batch in hand: afterwards every input partition's committed offset
+    is exactly the line between the events applied and those not yet read."""
+    settings = settings_for(kafka, database_url)
+    events = synced_sessions(300, "term")
+    reader = OutputReader(settings)
+    log = tmp_path / "service.log"
+    service = start_service(settings, log)
+    publisher = publish_paced(settings, events, per_second=1500)
+    reader.wait_for(lambda seen: changes_seen(seen) >= 1000, 60)
+    service.send_signal(signal.SIGTERM)
+    assert service.wait(30) == 0, log.read_text()[-3000:]
+    publisher.join(60)
+    reader.close()
+    applied = applied_event_ids(database_url)
+    assert 0 < len(applied) < len(events), "the stop came too late to matter"
+    committed = committed_offsets(settings)
+    inputs = TopicReader(client_config(settings), list(input_topics(settings)))
+    messages, decode = [], EventMessages()
+    while len(messages) < len(events):
+        messages += inputs.poll(200)
+    inputs.close()
+    for record in messages:
+        offset = committed.get(TopicPartition(record.topic, record.partition), 0)
+        was_applied = decode.decode(record.value).event_id in applied
+        assert was_applied == (record.offset < offset), (record.topic, record.partition)
+
+
+def applied_event_ids(database_url: str) -> set:
+    engine = sa.create_engine(database_url)
+    with engine.connect() as connection:
+        ids = {row[0] for row in connection.execute(sa.text("SELECT event_id FROM status_history"))}
+    engine.dispose()
+    return ids
+
+
+def committed_offsets(settings) -> dict[TopicPartition, int]:
+    group = KafkaConsumer(**client_config(settings), group_id=settings.consumer_group)
+    try:
+        partitions = [
+            TopicPartition(topic, p)
+            for topic in input_topics(settings)
+            for p in group.partitions_for_topic(topic) or ()
+        ]
+        return {tp: offset for tp in partitions if (offset := group.committed(tp)) is not None}
+    finally:
+        group.close()
