@@ -1,7 +1,7 @@
 PYTHON ?= python3
 DATA_DIR ?= .syncstatus
 
-.PHONY: install chromium run test bench
+.PHONY: install chromium run test bench audit
 
 install:
 	$(PYTHON) -m pip install --quiet -e '.[test]'
@@ -20,3 +20,9 @@ test: install chromium
 
 bench: install
 	$(PYTHON) -m bench.engine
+
+# Known vulnerabilities in the installed dependencies (pip-audit asks PyPI's advisory data, so it
+# needs that network access; --strict fails when a package could not be checked).
+audit: install
+	$(PYTHON) -m pip install --quiet pip-audit
+	$(PYTHON) -m pip_audit --strict --skip-editable
