@@ -10,7 +10,8 @@ install:
 run: install
 	syncstatus dev --demo --data-dir $(DATA_DIR)
 
-# Debian's Chromium for the browser tests (they skip without it); needs root or sudo rights.
+# Debian's Chromium for the browser tests (without it they skip, or fail under CI=true); needs
+# root or sudo rights.
 chromium:
 	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || echo "no chromium: the browser tests will be skipped"
 
@@ -18,8 +19,11 @@ chromium:
 test: install chromium
 	$(PYTHON) -m pytest
 
+# The benchmarks and the full fault campaign whose figures the README quotes.
 bench: install
 	$(PYTHON) -m bench.engine
+	$(PYTHON) -m bench.pipeline
+	$(PYTHON) -m bench.faults
 
 # Known vulnerabilities in the installed dependencies (pip-audit asks PyPI's advisory data, so it
 # needs that network access; --strict fails when a package could not be checked).
