@@ -43,9 +43,14 @@ FLOW = [
 SUBSTAGES = list(Substage)
 
 
-def stream(connections: int) -> list[SessionEvent]:
-    """Step k of every connection before step k+1 of any: maximal interleaving."""
-    start = datetime(2026, 1, 1, tzinfo=UTC)
+def stream(
+    connections: int,
+    prefix: str = "conn",
+    start: datetime = datetime(2026, 1, 1, tzinfo=UTC),
+    producer: str = "bench",
+) -> list[SessionEvent]:
+    """Authorization → Synced for every connection, step k of every connection before step
+    k+1 of any: maximal interleaving."""
     events = []
     for step, kind in enumerate(FLOW):
         for c in range(connections):
@@ -53,11 +58,11 @@ def stream(connections: int) -> list[SessionEvent]:
                 SessionEvent(
                     event_id=uuid.uuid4(),
                     type=kind,
-                    connection_id=f"conn-{c}",
-                    session_id=f"session-{c}",
+                    connection_id=f"{prefix}-{c}",
+                    session_id=f"{prefix}-session-{c}",
                     app="facebook_ads",
                     occurred_at=start + timedelta(seconds=step),
-                    producer="bench",
+                    producer=producer,
                     substage=SUBSTAGES[step - 7]
                     if kind is E.PROCESSING_SUBSTAGE_COMPLETED
                     else None,

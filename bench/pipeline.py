@@ -60,14 +60,14 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import psutil
 import structlog
 
-from bench.engine import FLOW, SUBSTAGES
+from bench.engine import FLOW, stream
 from syncstatus.embedded import EmbeddedKafka, EmbeddedPostgres, free_port
 from syncstatus.kafka import client_config, ensure_topics, family_topics
 from syncstatus.producers.publisher import EventPublisher
@@ -85,25 +85,7 @@ TANSU_CONSUMER = {"kafka_session_timeout_ms": "2000", "kafka_heartbeat_interval_
 
 
 def flow_events(prefix: str, connections: int, start: datetime) -> list[SessionEvent]:
-    """Authorization → Synced for every connection; step k of all before step k+1 of any."""
-    events = []
-    for step, kind in enumerate(FLOW):
-        for c in range(connections):
-            events.append(
-                SessionEvent(
-                    event_id=uuid.uuid4(),
-                    type=kind,
-                    connection_id=f"{prefix}-{c}",
-                    session_id=f"{prefix}-session-{c}",
-                    app="facebook_ads",
-                    occurred_at=start + timedelta(seconds=step),
-                    producer="bench.pipeline",
-                    substage=SUBSTAGES[step - 7]
-                    if kind is E.PROCESSING_SUBSTAGE_COMPLETED
-                    else None,
-                )
-            )
-    return events
+    return stream(connections, prefix, start, "bench.pipeline")
 
 
 # --- the status-topic reader (its own process) ----------------------------------------------
