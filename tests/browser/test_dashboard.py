@@ -375,7 +375,7 @@ def test_search_sort_and_pages_survive_the_live_refresh(page: Page, dashboard: D
     expect(page.get_by_test_id("col-data_source")).to_have_attribute("aria-sort", "descending")
     expect(sources(page)).to_have_text(sorted(ALL_SOURCES, reverse=True))
 
-    # Account status sorts by the number of accounts (ties by connection id).
+    # Account status sorts Loading accounts, then Error, then by the number of accounts.
     page.get_by_test_id("sort-account_status").click()
     expect(page.get_by_test_id("col-account_status")).to_have_attribute("aria-sort", "ascending")
     page.get_by_test_id("sort-account_status").click()
@@ -388,8 +388,8 @@ def test_search_sort_and_pages_survive_the_live_refresh(page: Page, dashboard: D
             "plaid",
             "salesforce",
             "tiktok_ads",
-            "bing_ads",
             "linkedin_ads",
+            "bing_ads",
         ]
     )
 
