@@ -113,6 +113,25 @@ def test_a_retry_through_the_aggregator_that_arrives_out_of_order_waits_for_its_
     assert connection.parked == [] and connection.refusals == []
 
 
+def test_a_retry_parked_at_loading_does_not_follow_a_later_failure():
+    connection, _ = run(happy_session()[:3])  # Loading
+    retry, failed = event(E.LOADING_STARTED), event(E.LOADING_FAILED)  # retry happened first
+    _, outcomes = run([retry, failed], connection)
+    assert outcomes == [Outcome.PARKED, Outcome.APPLIED]
+    assert connection.status is Status.LOADING_ERROR
+    assert [r.reason for r in connection.refusals] == [RefusalReason.STALE]
+    assert connection.parked == []
+
+
+def test_a_retry_that_overtook_its_failure_follows_it():
+    connection, _ = run(happy_session()[:3])  # Loading
+    failed, retry = event(E.LOADING_FAILED), event(E.LOADING_STARTED)  # failure happened first
+    _, outcomes = run([retry, failed], connection)
+    assert outcomes == [Outcome.PARKED, Outcome.APPLIED]
+    assert connection.status is Status.LOADING
+    assert connection.refusals == [] and connection.parked == []
+
+
 def test_a_newer_event_the_session_can_no_longer_reach_is_refused_at_once():
     connection, _ = run(happy_session()[:8])  # Processing
     _, outcomes = run([event(E.LOADING_COMPLETED)], connection)

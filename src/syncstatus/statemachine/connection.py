@@ -235,7 +235,7 @@ class Connection:
         before it: one of another session waits for that session to start here, one of the
         current session waits only if the session can still reach a status it applies from.
         """
-        if self.last_occurred_at is not None and event.occurred_at < self.last_occurred_at:
+        if self._is_stale(event):
             return RefusalReason.STALE, "older than the connection's last transition"
         if self.status is None or event.session_id != self.session_id:
             return None
@@ -246,13 +246,25 @@ class Connection:
             f"{event.type.value} is not allowed from {self._status_text()}",
         )
 
+    def _is_stale(self, event: SessionEvent) -> bool:
+        """A status change that happened before the latest one; activities never are."""
+        return (
+            event.type.changes_status
+            and self.last_occurred_at is not None
+            and event.occurred_at < self.last_occurred_at
+        )
+
     def _release_parked(self, now: datetime, policy: Policy) -> None:
         """Apply what the new status unblocked, earliest first; then refuse what can no
-        longer apply, exactly as if it had arrived now."""
+        longer apply, exactly as if it had arrived now. One that happened before the latest
+        transition is stale, even if it would apply: a retry parked at Loading must not
+        follow a failure that happened after it."""
         progressed = True
         while progressed:
             progressed = False
             for parked in sorted(self.parked, key=lambda p: p.event.occurred_at):
+                if self._is_stale(parked.event):
+                    continue
                 if self._try_apply(parked.event, now, policy):
                     self._unpark(parked)
                     progressed = True
