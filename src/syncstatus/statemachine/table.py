@@ -80,7 +80,7 @@ class TransitionTable:
         A session is over at Synced, Disconnected and Deauthorized, and a new authorization
         from outside the authorization stage starts another session, so neither leads anywhere
         within one; an error status is retried, so paths through it count, and a failed
-        authorization is retried by authorizing again. The service's own timeouts are not
+        authorization is retried by authorizing again. The sweeper's stage timeouts are not
         waited for. Guards are ignored: a parked event is refused once its window passes.
         An event that does not apply now may wait only if one of its sources lies ahead.
         """

@@ -93,7 +93,6 @@ class UnitOfWork:
 
     def __init__(self, connection: sa.Connection) -> None:
         self._raw = connection.connection.driver_connection
-        self._parked_origins: dict[uuid.UUID, Origin] = {}
 
     def claim(self, event_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
         """Record the ids as processed; return those not processed before (the fresh ones)."""
@@ -183,11 +182,10 @@ class UnitOfWork:
 
         A parked event keeps the message it came in, so its dead letter carries the original
         bytes whenever it is refused."""
-        origins = {**self._parked_origins, **(origins or {})}
         everything = list(connections)
         changed = [c for c in everything if c.transitions]
         self._write_connections(changed)
-        self._write_parked(everything, origins)
+        origins = {**self._write_parked(everything, origins or {}), **(origins or {})}
         history = [t for c in changed for t in c.transitions]
         if history:
             with self._raw.cursor().copy(
@@ -319,12 +317,18 @@ class UnitOfWork:
 
     def _write_parked(
         self, connections: list[Connection], origins: Mapping[uuid.UUID, Origin]
-    ) -> None:
+    ) -> dict[uuid.UUID, Origin]:
+        """Park and unpark; return the messages the unparked events came in."""
         gone = [event_id for c in connections for event_id in c.unparked]
+        released: dict[uuid.UUID, Origin] = {}
         if gone:
-            cur = self._raw.execute("DELETE FROM parked_events WHERE event_id = ANY(%s)", (gone,))
-            if cur.rowcount != len(gone):
+            rows = self._raw.execute(
+                "DELETE FROM parked_events WHERE event_id = ANY(%s) RETURNING event_id, origin",
+                (gone,),
+            ).fetchall()
+            if len(rows) != len(gone):
                 raise ConcurrentUpdate("a parked event was released by another writer")
+            released = {event_id: Origin.from_json(o) for event_id, o in rows if o is not None}
         parked = [p for c in connections for p in c.newly_parked]
         if parked:
             with self._raw.cursor().copy(
@@ -341,6 +345,7 @@ class UnitOfWork:
                             None if origin is None else Jsonb(origin.to_json()),
                         )
                     )
+        return released
 
     def _write_dead_letters(
         self,
@@ -386,15 +391,12 @@ class UnitOfWork:
         if not loaded:
             return
         rows = self._raw.execute(
-            "SELECT connection_id, parked_at, event, origin FROM parked_events "
+            "SELECT connection_id, parked_at, event FROM parked_events "
             "WHERE connection_id = ANY(%s) ORDER BY parked_at",
             (list(loaded),),
         ).fetchall()
-        for connection_id, parked_at, data, origin in rows:
-            event = event_from_json(data)
-            loaded[connection_id].parked.append(ParkedEvent(event, parked_at))
-            if origin is not None:
-                self._parked_origins[event.event_id] = Origin.from_json(origin)
+        for connection_id, parked_at, event in rows:
+            loaded[connection_id].parked.append(ParkedEvent(event_from_json(event), parked_at))
 
 
 _VIEW_PROJECTED = (

@@ -315,7 +315,9 @@ class ConnectionQueries:
         changes = [e for e in entries if e.kind == "status_change"]
         final = Status(changes[-1].to_status)
         # When it happened, not when it was recorded: a backlog must not shorten a session.
-        started, ended = changes[0].occurred_at, changes[-1].occurred_at
+        # Not first and last by sequence: a released parked event may have happened earlier.
+        started = min(e.occurred_at for e in changes)
+        ended = max(e.occurred_at for e in changes)
         return SessionSummary(
             session_id=changes[0].session_id,
             started_at=started,

@@ -21,7 +21,8 @@ def upgrade() -> None:
     )
     op.execute(
         "UPDATE connection_view v SET active_account_count = (SELECT count(*) FROM accounts a "
-        "WHERE a.connection_id = v.connection_id AND lower(trim(a.status)) = 'active')"
+        "WHERE a.connection_id = v.connection_id "
+        "AND lower(regexp_replace(a.status, '^\\s+|\\s+$', '', 'g')) = 'active')"
     )
 
 
