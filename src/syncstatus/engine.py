@@ -23,6 +23,9 @@ from syncstatus.store.postgres import (
     UnitOfWork,
 )
 
+SWEEP_LIMIT = 500
+"""Most connections one sweep times out, and most whose parked events it expires."""
+
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
@@ -81,7 +84,7 @@ class StatusEngine:
         """In order; a duplicate (seen before or earlier in the batch) changes nothing."""
         return self._retrying(self._apply_once, items, rejected)
 
-    def sweep(self, limit: int = 500) -> BatchResult:
+    def sweep(self, limit: int = SWEEP_LIMIT) -> BatchResult:
         """Apply the timeouts due now and refuse parked events that waited too long."""
         return self._retrying(self._sweep_once, limit)
 

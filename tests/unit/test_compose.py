@@ -23,6 +23,7 @@ import yaml
 from pydantic import ValidationError
 from sqlalchemy.engine import make_url
 
+from syncstatus.engine import SWEEP_LIMIT
 from syncstatus.kafka import input_topics
 from syncstatus.settings import Settings
 
@@ -329,6 +330,23 @@ def test_postgres_healthcheck_asks_the_database_the_service_uses(services):
     args = shlex.split(command)
     assert option(args, "-U") == postgres["POSTGRES_USER"], "pg_isready -U is not POSTGRES_USER"
     assert option(args, "-d") == postgres["POSTGRES_DB"], "pg_isready -d is not POSTGRES_DB"
+
+
+def test_postgres_holds_the_connection_locks_of_as_many_instances_as_partitions(
+    services, monkeypatch
+):
+    settings = settings_of(services[SERVICE], monkeypatch)
+    server = dict(a.split("=", 1) for a in services[POSTGRES].get("command", []) if "=" in a)
+    lock_table = int(server.get("max_locks_per_transaction", 64)) * int(
+        server.get("max_connections", 100)
+    )
+    created = created_topics(services)
+    instances = max(int(option(created[t], "--partitions")) for t in input_topics(settings))
+    per_instance = settings.batch_size + 2 * SWEEP_LIMIT
+    assert lock_table >= instances * per_instance, (
+        f"{instances} instances may hold {instances * per_instance} locks; the lock table "
+        f"of {POSTGRES} holds {lock_table}"
+    )
 
 
 def test_postgres_data_is_on_a_volume_at_the_path_of_its_major_version(services):
