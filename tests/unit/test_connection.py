@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from datetime import timedelta
 
 from hypothesis import given, settings
@@ -177,6 +178,21 @@ def test_deduplication_apps_cannot_skip_deduplication():
     assert connection.status is Status.STRUCTURING  # the parked event followed
 
 
+def test_deduplication_of_an_app_that_does_not_deduplicate_is_refused_at_once():
+    connection, _ = run(happy_session()[:4])  # facebook_ads, Loaded
+    _, outcomes = run([event(E.DEDUPLICATION_STARTED)], connection)
+    assert outcomes == [Outcome.REFUSED]
+    assert connection.refusals[0].reason is RefusalReason.ILLEGAL_TRANSITION
+    assert connection.parked == []
+
+
+def test_a_deduplication_app_waits_for_its_deduplication_before_structuring():
+    connection, _ = run(happy_session(app="plaid")[:4])  # Loaded
+    structured = event(E.STRUCTURING_COMPLETED, app="plaid")
+    _, outcomes = run([structured], connection)
+    assert outcomes == [Outcome.PARKED]
+
+
 def test_authorization_times_out_on_the_service_clock():
     connection, _ = run([event(E.AUTHORIZATION_STARTED)])
     assert connection.due_timeout(NOW + timedelta(minutes=14), POLICY) is None
@@ -270,3 +286,36 @@ def test_account_events_change_no_status_and_wait_for_a_known_connection():
     assert connection.status is Status.AUTHORIZATION
     assert [a.event for a in connection.activities] == [accounts]
     assert connection.version == 1
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.randoms(use_true_random=False), st.sampled_from(["plaid", "facebook_ads"]))
+def test_whatever_a_session_does_next_was_judged_able_to_wait(rng, app):
+    """Completeness of parking: walk the aggregate through events that apply, and every later
+    transition of the session must have been one an earlier status could still reach."""
+    connection = Connection("conn-1")
+    connection.accept(event(E.AUTHORIZATION_STARTED, app=app), NOW, POLICY)
+    kinds = [k for k in EventType if k.changes_status and k is not E.STAGE_TIMED_OUT]
+    for _ in range(30):
+        for kind in rng.sample(kinds, len(kinds)):
+            trial = copy.deepcopy(connection)
+            candidate = event(kind, app=app, substage=rng.choice(list(Substage)))
+            if trial.accept(candidate, NOW, POLICY) is Outcome.APPLIED:
+                connection = trial
+                break
+    transitions = connection.transitions
+    for i, earlier in enumerate(transitions):
+        for later in transitions[i + 1 :]:
+            if _leaves_the_session(later):
+                break
+            assert TRANSITIONS.may_still_apply(
+                later.event_type, earlier.to_status, app in POLICY.deduplication_apps
+            ), (earlier.to_status, later.event_type, later.from_status)
+
+
+def _leaves_the_session(t) -> bool:
+    """A step the parking rule does not wait across: out of a finished session, or a new
+    authorization begun outside the authorization stage."""
+    over = t.from_status.ends_session and not t.from_status.is_error
+    restarted = t.to_status is Status.AUTHORIZATION and t.from_status.stage.name != "AUTHORIZATION"
+    return over or restarted

@@ -136,7 +136,7 @@ class Connection:
         if self._try_apply(event, now, policy):
             self._release_parked(now, policy)
             return Outcome.APPLIED
-        refusal = self._refusal_for_inapplicable(event)
+        refusal = self._refusal_for_inapplicable(event, policy)
         if refusal is None:
             parked = ParkedEvent(event, now)
             self.parked.append(parked)
@@ -222,13 +222,15 @@ class Connection:
     def _target_of(self, event: SessionEvent, policy: Policy) -> Status | None:
         """The status the event moves this connection to now, or None if it does not apply."""
         ctx = GuardContext(
-            deduplication_required=(self.app or event.app) in policy.deduplication_apps,
+            deduplication_required=self._deduplicates(event, policy),
             completed_substages=self.completed_substages,
             timed_out_from=self.timed_out_from,
         )
         return TRANSITIONS.decide(self.status, event.type, ctx)
 
-    def _refusal_for_inapplicable(self, event: SessionEvent) -> tuple[RefusalReason, str] | None:
+    def _refusal_for_inapplicable(
+        self, event: SessionEvent, policy: Policy
+    ) -> tuple[RefusalReason, str] | None:
         """Why an event that does not apply now never will; None if it may still apply.
 
         An older event than the last transition is stale. A newer one may wait for the events
@@ -239,12 +241,15 @@ class Connection:
             return RefusalReason.STALE, "older than the connection's last transition"
         if self.status is None or event.session_id != self.session_id:
             return None
-        if TRANSITIONS.sources_of(event.type) & TRANSITIONS.ahead[self.status]:
+        if TRANSITIONS.may_still_apply(event.type, self.status, self._deduplicates(event, policy)):
             return None
         return (
             RefusalReason.ILLEGAL_TRANSITION,
             f"{event.type.value} is not allowed from {self._status_text()}",
         )
+
+    def _deduplicates(self, event: SessionEvent, policy: Policy) -> bool:
+        return (self.app or event.app) in policy.deduplication_apps
 
     def _is_stale(self, event: SessionEvent) -> bool:
         """A status change that happened before the latest one; activities never are."""
@@ -270,7 +275,7 @@ class Connection:
                     progressed = True
                     break
         for parked in list(self.parked):
-            refusal = self._refusal_for_inapplicable(parked.event)
+            refusal = self._refusal_for_inapplicable(parked.event, policy)
             if refusal is not None:
                 self._unpark(parked)
                 self._refuse(parked.event, *refusal)

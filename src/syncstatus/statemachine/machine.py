@@ -16,6 +16,9 @@ from syncstatus.statemachine.statuses import Stage, Status
 NEW = 0
 """State value of a connection that has no status yet (never seen)."""
 
+PER_APP_GUARDS = frozenset({"deduplication_required"})
+"""Guards that depend only on the connection's app, so what they refuse they refuse for good."""
+
 
 @dataclass(frozen=True, slots=True)
 class GuardContext:

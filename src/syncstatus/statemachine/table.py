@@ -11,7 +11,12 @@ from collections import deque
 from dataclasses import dataclass
 
 from syncstatus.statemachine.events import EventFamily, EventType
-from syncstatus.statemachine.machine import NEW, ConnectionStatusMachine, GuardContext
+from syncstatus.statemachine.machine import (
+    NEW,
+    PER_APP_GUARDS,
+    ConnectionStatusMachine,
+    GuardContext,
+)
 from syncstatus.statemachine.statuses import Stage, Status
 
 
@@ -26,6 +31,15 @@ class Route:
         return all(
             getattr(ConnectionStatusMachine, name)(ctx) is expected
             for name, expected in self.guards
+        )
+
+    def possible(self, deduplication_required: bool) -> bool:
+        """False when a guard that depends only on the app rules this route out for good."""
+        ctx = GuardContext(deduplication_required=deduplication_required)
+        return all(
+            getattr(ConnectionStatusMachine, name)(ctx) is expected
+            for name, expected in self.guards
+            if name in PER_APP_GUARDS
         )
 
     @property
@@ -48,10 +62,26 @@ class TransitionTable:
                         Route(Status(transition.target.value), guards)
                     )
         self._routes = {key: tuple(value) for key, value in routes.items()}
-        self.ahead = self._reachable_within_a_session()
         self._sources: dict[EventType, frozenset[Status | None]] = {}
         for source, event in self._routes:
             self._sources[event] = self._sources.get(event, frozenset()) | {source}
+        self._ahead = {dedup: self._reachable_within_a_session(dedup) for dedup in (False, True)}
+        self._possible_sources = {
+            (event, dedup): frozenset(
+                source
+                for (source, e), rs in self._routes.items()
+                if e is event and any(r.possible(dedup) for r in rs)
+            )
+            for event in EventType
+            for dedup in (False, True)
+        }
+
+    def may_still_apply(
+        self, event: EventType, status: Status, deduplication_required: bool
+    ) -> bool:
+        """Whether a session at `status` can still reach a status `event` applies from."""
+        ahead = self._ahead[deduplication_required][status]
+        return bool(self._possible_sources[event, deduplication_required] & ahead)
 
     def decide(self, source: Status | None, event: EventType, ctx: GuardContext) -> Status | None:
         """The status `event` moves a connection at `source` to, or None if it may not."""
@@ -74,15 +104,15 @@ class TransitionTable:
             key=lambda row: (list(EventType).index(row[0]), row[1] or 0, row[2].target),
         )
 
-    def _reachable_within_a_session(self) -> dict[Status | None, frozenset[Status]]:
+    def _reachable_within_a_session(self, dedup: bool) -> dict[Status, frozenset[Status]]:
         """The statuses a session at each status may still pass, itself included.
 
         A session is over at Synced, Disconnected and Deauthorized, and a new authorization
         from outside the authorization stage starts another session, so neither leads anywhere
         within one; an error status is retried, so paths through it count, and a failed
         authorization is retried by authorizing again. The sweeper's stage timeouts are not
-        waited for. Guards are ignored: a parked event is refused once its window passes.
-        An event that does not apply now may wait only if one of its sources lies ahead.
+        waited for. Of the guards only those of the app count (`dedup`: does it deduplicate);
+        the others may yet pass, and a parked event is refused once its window passes.
         """
         edges: dict[Status, set[Status]] = {}
         for (source, event), rs in self._routes.items():
@@ -91,8 +121,9 @@ class TransitionTable:
             for route in rs:
                 if route.target is Status.AUTHORIZATION and source.stage is not Stage.AUTHORIZATION:
                     continue
-                edges.setdefault(source, set()).add(route.target)
-        ahead: dict[Status | None, frozenset[Status]] = {}
+                if route.possible(dedup):
+                    edges.setdefault(source, set()).add(route.target)
+        ahead: dict[Status, frozenset[Status]] = {}
         for start in Status:
             seen, queue = {start}, deque([start])
             while queue:
