@@ -78,7 +78,7 @@ def dev(
             f"syncstatus is running\n"
             f"  Kafka:      {settings.bootstrap_servers}  (topics {settings.topic_auth}, "
             f"{settings.topic_webhooks}, {settings.topic_pipeline} in; {settings.topic_status}, "
-            f"{settings.topic_dead_letter} out)\n"
+            f"{settings.topic_dead_letter}, {settings.topic_commands} out)\n"
             f"  PostgreSQL: {settings.database_url_redacted}\n"
             f"  Metrics:    http://127.0.0.1:{settings.metrics_port}/metrics  "
             f"(/healthz, /readyz)\n"
