@@ -108,7 +108,9 @@ class Settings(BaseSettings):
     )
     sweep_interval_s: float = Field(1.0, gt=0, description="Seconds between timeout sweeps.")
     outbox_retention_s: float = Field(
-        86400, gt=0, description="Published status changes (outbox) and the scheduler's published "
+        86400,
+        gt=0,
+        description="Published status changes (outbox) and the scheduler's published "
         "commands are pruned after this.",
     )
     idempotency_retention_s: float = Field(
