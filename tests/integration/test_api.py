@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import schemathesis
 from fastapi.testclient import TestClient
-from hypothesis import HealthCheck
+from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from syncstatus.api.app import create_app
 from syncstatus.bootstrap import build
@@ -132,6 +133,28 @@ def test_a_token_the_server_cannot_compare_as_text_is_refused_not_a_500(applicat
     seed(application)
     latin1 = client.post("/connections/c1/sync", headers={"Authorization": b"Bearer t\xf6ken"})
     assert latin1.status_code == 403
+
+
+WRITES = [
+    ("post", "/connections/c1/sync"),
+    ("post", "/connections/c1/reconnect"),
+    ("post", "/connections/c1/sync-accounts"),
+    ("delete", "/connections/c1"),
+    ("put", "/connections/c1/sync-frequency"),
+]
+
+
+@hypothesis_settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    write=st.sampled_from(WRITES),
+    scheme=st.sampled_from([b"Bearer ", b"bearer ", b"Basic ", b""]),
+    token=st.binary(max_size=64).filter(lambda b: b"\r" not in b and b"\n" not in b),
+)
+def test_no_forged_authorization_header_gets_in(client, write, scheme, token):
+    method, path = write
+    header = (scheme + token).strip() or b"Bearer"
+    response = client.request(method, path, json={"minutes": 60}, headers={"Authorization": header})
+    assert response.status_code in (401, 403), (header, response.status_code, response.text)
 
 
 def test_ids_up_to_the_configured_length_are_served_and_longer_ones_are_422(application, client):
