@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -9,10 +10,17 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
+import uuid
 from pathlib import Path
 
 import psutil
 import pytest
+
+from syncstatus.kafka import client_config
+from syncstatus.messages import CommandMessages
+from syncstatus.reader import TopicReader
+from syncstatus.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -41,6 +49,11 @@ class Output:
         if re.search(pattern, self.text):
             return self.text
         pytest.fail(f"no {pattern!r} within {timeout_s} s; output:\n{self.text}")
+
+
+def get_json(url: str) -> dict:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return json.load(response)
 
 
 def syncstatus(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess:
@@ -94,6 +107,31 @@ def test_make_run_shows_the_demo_reaching_synced_and_stops_cleanly_on_ctrl_c(tmp
         tail.send_signal(signal.SIGINT)
         tail.wait(10)
         assert "SYNC_COMPLETED" in tailed
+
+        api, token = re.search(r"Dashboard:\s+(\S+)/\s+\(API token: (\S+)\)", output).groups()
+        listed = get_json(f"{api}/connections?search=facebook_ads")["items"]
+        line = next(item for item in listed if item["connection_id"] == connection)
+        assert (line["status"]["code"], line["credentials"]) == (19, "Active")
+        (session,) = get_json(f"{api}/connections/{connection}/sessions")["sessions"]
+        assert (session["final_status"]["code"], session["errors"]) == (19, 1)
+        reconnect = urllib.request.Request(
+            f"{api}/connections/{connection}/reconnect",
+            method="POST",
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        with urllib.request.urlopen(reconnect, timeout=10) as response:
+            issued = json.load(response)
+        assert response.status == 202
+        commands = TopicReader(
+            client_config(Settings(bootstrap_servers=kafka)), [Settings().topic_commands]
+        )
+        published, deadline = [], time.monotonic() + 30
+        while time.monotonic() < deadline and not any(
+            c["command_id"] == uuid.UUID(issued["command_id"]) for c in published
+        ):
+            published += [CommandMessages().decode(r.value) for r in commands.poll(200)]
+        commands.close()
+        assert [c["type"] for c in published if c["connection_id"] == connection] == ["RECONNECT"]
     finally:
         os.killpg(make.pid, signal.SIGINT)
         # make itself always dies of the SIGINT; the service below it must stop cleanly.
