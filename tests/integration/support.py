@@ -16,9 +16,10 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
+from bench.engine import stream
 
 from syncstatus.bootstrap import build, build_service
 from syncstatus.embedded import EmbeddedKafka, free_port
@@ -27,10 +28,8 @@ from syncstatus.messages import StatusChangeMessages
 from syncstatus.producers.publisher import EventPublisher
 from syncstatus.reader import TopicReader
 from syncstatus.settings import Settings
-from syncstatus.statemachine.events import EventType, SessionEvent, Substage
+from syncstatus.statemachine.events import SessionEvent
 from syncstatus.statemachine.statuses import Status
-
-E = EventType
 
 
 def settings_for(kafka: EmbeddedKafka, database_url: str, **overrides: object) -> Settings:
@@ -156,36 +155,7 @@ def gapless(changes: list[dict]) -> bool:
 
 def synced_sessions(connections: int, prefix: str) -> list[SessionEvent]:
     """Every connection from Authorization to Synced, step k of all before step k+1 of any."""
-    start = datetime.now(UTC)
-    flow = [
-        E.AUTHORIZATION_STARTED,
-        E.AUTHORIZATION_SUCCEEDED,
-        E.LOADING_STARTED,
-        E.LOADING_COMPLETED,
-        E.STRUCTURING_STARTED,
-        E.STRUCTURING_COMPLETED,
-        E.PROCESSING_STARTED,
-        *[E.PROCESSING_SUBSTAGE_COMPLETED] * 5,
-        E.PROCESSING_COMPLETED,
-        E.SYNC_COMPLETED,
-    ]
-    events = []
-    for step, kind in enumerate(flow):
-        for c in range(connections):
-            substage = list(Substage)[step - 7] if kind is E.PROCESSING_SUBSTAGE_COMPLETED else None
-            events.append(
-                SessionEvent(
-                    event_id=uuid.uuid4(),
-                    type=kind,
-                    connection_id=f"{prefix}-{c}",
-                    session_id=f"{prefix}-{c}-s",
-                    app="facebook_ads",
-                    occurred_at=start + timedelta(seconds=step),
-                    producer="tests",
-                    substage=substage,
-                )
-            )
-    return events
+    return stream(connections, prefix, datetime.now(UTC), "tests")
 
 
 def assert_applied_exactly_once(db_url: str, events: list[SessionEvent], seen: Outputs) -> None:
