@@ -14,24 +14,31 @@ class Origin:
     partition: int
     offset: int
     key: bytes | None
-    value: bytes
+    value: bytes | None  # None: a tombstone, dead-lettered as one
 
     def to_json(self) -> dict[str, Any]:
         return {
             "topic": self.topic,
             "partition": self.partition,
             "offset": self.offset,
-            "key": None if self.key is None else base64.b64encode(self.key).decode(),
-            "value": base64.b64encode(self.value).decode(),
+            "key": _encode(self.key),
+            "value": _encode(self.value),
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Origin:
-        key = data["key"]
         return cls(
             topic=data["topic"],
             partition=data["partition"],
             offset=data["offset"],
-            key=None if key is None else base64.b64decode(key),
-            value=base64.b64decode(data["value"]),
+            key=_decode(data["key"]),
+            value=_decode(data["value"]),
         )
+
+
+def _encode(raw: bytes | None) -> str | None:
+    return None if raw is None else base64.b64encode(raw).decode()
+
+
+def _decode(text: str | None) -> bytes | None:
+    return None if text is None else base64.b64decode(text)

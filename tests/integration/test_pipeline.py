@@ -218,18 +218,19 @@ def test_bad_messages_are_dead_lettered_and_later_events_still_apply(settings):
     later = make(E.AUTHORIZATION_SUCCEEDED, "bad", "facebook_ads", now + timedelta(seconds=3))
     with running_service(settings):
         publisher.publish(started)
-        for value in (garbage, unknown_schema, unknown_type, wrong_topic):
+        for value in (garbage, unknown_schema, unknown_type, wrong_topic, None):
             raw.send(settings.topic_auth, key=b"bad", value=value)
         raw.flush()
         publisher.publish(later)
         publisher.flush()
         seen = reader.wait_for(
             lambda seen: (
-                len(seen.dead_letters) >= 4
+                len(seen.dead_letters) >= 5
                 and latest_status(seen.changes["bad"]) == Status.AUTHORIZED
             )
         )
     reasons = {value: headers["reason"].decode() for _, value, headers in seen.dead_letters}
+    assert reasons[None] == "undecodable"  # a tombstone: no value at all
     assert reasons[garbage] == "undecodable"
     assert reasons[unknown_schema] == "unknown_schema"
     assert reasons[unknown_type] == "invalid_event"

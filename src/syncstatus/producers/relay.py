@@ -37,7 +37,7 @@ class NewRowsWaiter(Protocol):
 @dataclass(frozen=True, slots=True)
 class Message:
     key: bytes | None
-    value: bytes
+    value: bytes | None
     headers: list[tuple[str, bytes]]
 
 
