@@ -37,7 +37,7 @@ invalid message on the dead-letter topic with the right `reason`. The last line 
 message was dead-lettered with its reason, every fault was recovered from, every final
 status matches the replay and no service process exited on its own or uncleanly.
 
-`--quick` is the small version CI runs (one fault of each kind, 400 connections, about 50 s
+`--quick` is the small version CI runs (one fault of each kind, 400 connections, about 40 s
 on two cores); the default is the full campaign (three of each, 3,000 connections, about
 three minutes). `--keep` keeps the work dir (service logs, `ledger.jsonl`); it is also kept
 when the campaign fails. The same `--seed` gives the same stream (event ids,
