@@ -30,15 +30,22 @@ def changes_seen(seen) -> int:
     return sum(len(c) for c in seen.changes.values())
 
 
-def test_sigkill_mid_stream_loses_nothing_and_applies_nothing_twice(kafka, database_url, tmp_path):
-    settings = settings_for(kafka, database_url)
-    events = synced_sessions(300, "kill")
+def signalled_mid_stream(settings, events, log, signal_number):
+    """The service as a process under a steady stream, sent `signal_number` once 1,000 status
+    changes are out; returns it, the publishing thread and the output reader."""
     reader = OutputReader(settings)
-    log = tmp_path / "service.log"
     service = start_service(settings, log)
     publisher = publish_paced(settings, events, per_second=1500)
     reader.wait_for(lambda seen: changes_seen(seen) >= 1000, 60)
-    service.send_signal(signal.SIGKILL)
+    service.send_signal(signal_number)
+    return service, publisher, reader
+
+
+def test_sigkill_mid_stream_loses_nothing_and_applies_nothing_twice(kafka, database_url, tmp_path):
+    settings = settings_for(kafka, database_url)
+    events = synced_sessions(300, "kill")
+    log = tmp_path / "service.log"
+    service, publisher, reader = signalled_mid_stream(settings, events, log, signal.SIGKILL)
     assert changes_seen(reader.seen) < len(events), "the kill came too late to matter"
     service.wait(10)
     service = start_service(settings, log)
@@ -99,12 +106,8 @@ def test_sigterm_mid_stream_commits_exactly_what_it_applied(kafka, database_url,
     is exactly the line between the events applied and those not yet read."""
     settings = settings_for(kafka, database_url)
     events = synced_sessions(300, "term")
-    reader = OutputReader(settings)
     log = tmp_path / "service.log"
-    service = start_service(settings, log)
-    publisher = publish_paced(settings, events, per_second=1500)
-    reader.wait_for(lambda seen: changes_seen(seen) >= 1000, 60)
-    service.send_signal(signal.SIGTERM)
+    service, publisher, reader = signalled_mid_stream(settings, events, log, signal.SIGTERM)
     assert service.wait(30) == 0, log.read_text()[-3000:]
     publisher.join(60)
     reader.close()
