@@ -8,12 +8,13 @@
 # Entrypoint is the `syncstatus` CLI; the default command is `run` (the service). Other commands
 # run the same way: `docker run --rm ... syncstatus:0.1.0 migrate`, `... history CONNECTION_ID`.
 #
-# Only the service's own dependencies: the embedded PostgreSQL and Tansu broker that
-# `syncstatus dev` and the tests start are the optional `dev` extra, not installed here.
+# Only the service's own dependencies, exactly as requirements/runtime.txt locks them: the
+# embedded PostgreSQL and Tansu broker that `syncstatus dev` and the tests start are the
+# optional `dev` extra, not installed here.
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
-# --- build: the project's wheel and the wheels of all its dependencies -----------------------
+# --- build: the project's wheel, built with the locked setuptools ----------------------------
 FROM ${PYTHON_IMAGE} AS build
 
 ENV PIP_NO_CACHE_DIR=1 \
@@ -21,9 +22,11 @@ ENV PIP_NO_CACHE_DIR=1 \
 
 WORKDIR /src
 # Only what the wheel is built from (see .dockerignore); README.md is the package's readme.
+COPY requirements/build.txt ./requirements/
+RUN pip install --require-hashes --root-user-action=ignore -r requirements/build.txt
 COPY pyproject.toml README.md ./
 COPY src ./src
-RUN pip wheel --wheel-dir /wheels .
+RUN pip wheel --no-deps --no-build-isolation --wheel-dir /wheels .
 
 # --- runtime: the installed wheel, nothing else ----------------------------------------------
 FROM ${PYTHON_IMAGE} AS runtime
@@ -38,9 +41,12 @@ RUN groupadd --system --gid 10001 syncstatus \
     && useradd --system --uid 10001 --gid syncstatus --create-home --home-dir /home/syncstatus \
         --shell /usr/sbin/nologin syncstatus
 
-# The wheels are bind-mounted from the build stage, so they never land in a layer of this one.
-RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
-    pip install --no-index --find-links /wheels --root-user-action=ignore syncstatus \
+# The runtime lock, hashes checked (the versions CI tested), then the project's wheel alone. Both
+# are bind-mounted, so neither lands in a layer of this stage.
+RUN --mount=type=bind,source=requirements/runtime.txt,target=/tmp/runtime.txt \
+    --mount=type=bind,from=build,source=/wheels,target=/wheels \
+    pip install --require-hashes --root-user-action=ignore -r /tmp/runtime.txt \
+    && pip install --no-deps --no-index --root-user-action=ignore /wheels/syncstatus-*.whl \
     && syncstatus --help > /dev/null
 
 WORKDIR /home/syncstatus
