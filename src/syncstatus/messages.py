@@ -160,7 +160,9 @@ class StatusChangeMessages:
     """Transition -> the StatusChanged record on the status topic, and back for readers."""
 
     def __init__(self) -> None:
-        self.codec = SingleObjectCodec(STATUS_CHANGED)
+        self.codec = SingleObjectCodec(
+            STATUS_CHANGED, writer_schemas=earlier_versions(STATUS_CHANGED)
+        )
 
     def encode(self, t: Transition) -> bytes:
         return self.codec.encode(
@@ -196,7 +198,9 @@ class CommandMessages:
     """IssuedCommand -> the ConnectionCommand record on the commands topic, and back."""
 
     def __init__(self) -> None:
-        self.codec = SingleObjectCodec(CONNECTION_COMMAND)
+        self.codec = SingleObjectCodec(
+            CONNECTION_COMMAND, writer_schemas=earlier_versions(CONNECTION_COMMAND)
+        )
 
     def encode(self, command: IssuedCommand) -> bytes:
         return self.codec.encode(

@@ -10,8 +10,10 @@ get plain values of their underlying type; unions of several records or of
 enum+string cannot be steered to a branch (fastavro picks by value).
 """
 
+import json
 from datetime import UTC, date, datetime
 from io import BytesIO
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -159,3 +161,27 @@ def check_compatible(old_schema: Any, new_schema: Any) -> None:
     """
     check_reads(old_schema, new_schema, "backward (old data, new reader)")
     check_reads(new_schema, old_schema, "forward (new data, old reader)")
+
+
+def history_problems(schema_dir: Path) -> list[str]:
+    """What is wrong between the current schemas and every released one kept in ``history/``.
+
+    Each current ``<name>.avsc`` must be released as ``history/<name>.v<version>.avsc``
+    unchanged (a released version is never edited), and must read data of every earlier
+    version and be readable by it. A breaking edit therefore fails on a clean checkout.
+    """
+    found = []
+    for path in sorted(schema_dir.glob("*.avsc")):
+        current = json.loads(path.read_text(encoding="utf-8"))
+        name, version = path.stem, current.get("version")
+        released = schema_dir / "history" / f"{name}.v{version}.avsc"
+        if not released.exists():
+            found.append(f"{name} v{version} is not kept as {released.name}")
+        elif json.loads(released.read_text(encoding="utf-8")) != current:
+            found.append(f"{name} changed without a new version (v{version} was released)")
+        for earlier in sorted((schema_dir / "history").glob(f"{name}.v*.avsc")):
+            try:
+                check_compatible(json.loads(earlier.read_text(encoding="utf-8")), current)
+            except IncompatibleSchemas as error:
+                found.append(f"{name} against {earlier.name}: {error}")
+    return found
