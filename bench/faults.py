@@ -427,7 +427,9 @@ class OutputReader(threading.Thread):
         self.error: BaseException | None = None
         self.stop = threading.Event()
         self._reader = TopicReader(
-            client_config(settings), [settings.topic_status, settings.topic_dead_letter]
+            client_config(settings),
+            [settings.topic_status, settings.topic_dead_letter],
+            from_beginning=True,
         )
         self._messages = StatusChangeMessages()
 

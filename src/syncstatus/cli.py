@@ -111,15 +111,23 @@ def demo_command() -> None:
 @app.command()
 def tail(
     as_json: bool = typer.Option(False, "--json", help="One JSON object per line."),
+    from_beginning: bool = typer.Option(
+        False, "--from-beginning", help="Print the topic's history first."
+    ),
 ) -> None:
-    """Print the status topic live, decoded, from the beginning."""
+    """Print the status topic live, decoded: from its end, or all of it with --from-beginning."""
     from syncstatus.kafka import client_config
     from syncstatus.messages import StatusChangeMessages
     from syncstatus.reader import TopicReader
 
     settings = Settings()
     messages = StatusChangeMessages()
-    reader = TopicReader(client_config(settings), [settings.topic_status])
+    reader = TopicReader(client_config(settings), [settings.topic_status], from_beginning)
+    typer.echo(
+        f"following {settings.topic_status} from "
+        + ("the beginning" if from_beginning else "its end"),
+        err=True,
+    )
     try:
         for record in reader.follow():
             change = messages.decode(record.value)

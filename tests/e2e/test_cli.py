@@ -97,7 +97,7 @@ def test_make_run_shows_the_demo_reaching_synced_and_stops_cleanly_on_ctrl_c(tmp
         assert syncstatus("history", "no-such-connection", env=env).returncode == 1
 
         tail = subprocess.Popen(
-            [sys.executable, "-m", "syncstatus.cli", "tail"],
+            [sys.executable, "-m", "syncstatus.cli", "tail", "--from-beginning"],
             env={**os.environ, **env},
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -123,7 +123,9 @@ def test_make_run_shows_the_demo_reaching_synced_and_stops_cleanly_on_ctrl_c(tmp
             issued = json.load(response)
         assert response.status == 202
         commands = TopicReader(
-            client_config(Settings(bootstrap_servers=kafka)), [Settings().topic_commands]
+            client_config(Settings(bootstrap_servers=kafka)),
+            [Settings().topic_commands],
+            from_beginning=True,
         )
         published, deadline = [], time.monotonic() + 30
         while time.monotonic() < deadline and not any(

@@ -107,7 +107,9 @@ class OutputReader:
         ensure_topics(settings)
         self.settings = settings
         self._reader = TopicReader(
-            client_config(settings), [settings.topic_status, settings.topic_dead_letter]
+            client_config(settings),
+            [settings.topic_status, settings.topic_dead_letter],
+            from_beginning=True,
         )
         self._messages = StatusChangeMessages()
         self.seen = Outputs()

@@ -27,7 +27,9 @@ def test_issued_and_scheduled_commands_are_published(kafka, db_engine, database_
     messages = CommandMessages()
     seen: list[dict] = []
     with running_service(settings):
-        reader = TopicReader(client_config(settings), [settings.topic_commands])
+        reader = TopicReader(
+            client_config(settings), [settings.topic_commands], from_beginning=True
+        )
         engine.apply_event(event(E.ACCOUNTS_SYNCED, "c1", accounts=(Account("a", "A", "active"),)))
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and {c["type"] for c in seen} != {

@@ -114,7 +114,7 @@ def test_sigterm_mid_stream_commits_exactly_what_it_applied(kafka, database_url,
     applied = applied_event_ids(database_url)
     assert 0 < len(applied) < len(events), "the stop came too late to matter"
     committed = committed_offsets(settings)
-    inputs = TopicReader(client_config(settings), list(input_topics(settings)))
+    inputs = TopicReader(client_config(settings), list(input_topics(settings)), from_beginning=True)
     messages, decode = [], EventMessages()
     while len(messages) < len(events):
         messages += inputs.poll(200)
