@@ -35,7 +35,10 @@ def signalled_mid_stream(settings, events, log, signal_number):
     changes are out; returns it, the publishing thread and the output reader."""
     reader = OutputReader(settings)
     service = start_service(settings, log)
-    publisher = publish_paced(settings, events, per_second=1500)
+    deadline = time.monotonic() + 60
+    while http_get(settings.metrics_port, "/readyz")[0] != 200 and time.monotonic() < deadline:
+        time.sleep(0.1)  # the stream must still be flowing when the signal lands
+    publisher = publish_paced(settings, events, per_second=1000)
     reader.wait_for(lambda seen: changes_seen(seen) >= 1000, 60)
     service.send_signal(signal_number)
     return service, publisher, reader
