@@ -114,8 +114,8 @@ def run_naive(url: str, events: list[SessionEvent]) -> float:
             tx.execute(
                 sa.text(
                     "INSERT INTO connections (connection_id, app, status, version, session_id, "
-                    "last_occurred_at, status_changed_at, completed_substages) "
-                    "VALUES (:c, 'app', :s, :v, :sess, :at, now(), :subs) "
+                    "status_changed_at, completed_substages) "
+                    "VALUES (:c, 'app', :s, :v, :sess, now(), :subs) "
                     "ON CONFLICT (connection_id) DO UPDATE SET status = :s, version = :v, "
                     "completed_substages = :subs"
                 ),

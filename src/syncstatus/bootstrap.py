@@ -53,7 +53,7 @@ def build(settings: Settings) -> Application:
         engine=StatusEngine(PostgresStore(database), settings.policy()),
         queries=StatusQueries(database),
         connections=ConnectionQueries(database),
-        commands=CommandStore(database),
+        commands=CommandStore(database, settings.policy()),
     )
 
 

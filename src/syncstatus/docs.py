@@ -61,8 +61,9 @@ def statuses_page() -> str:
         "## Statuses\n\n" + status_table() + "\n"
         "## Transitions\n\n"
         "An event not listed for the connection's current status is not applicable: it is\n"
-        "parked if it is newer than the last transition and may still apply, and refused\n"
-        "otherwise (see `docs/engine.md`).\n\n" + transition_table() + "\n"
+        "parked while its session may still reach a status it applies from, and refused\n"
+        "otherwise; events of a session the connection has left are refused whatever they\n"
+        "are (see `docs/engine.md`).\n\n" + transition_table() + "\n"
         "## Guards\n\n" + guard_table() + "\n"
         "## Diagram\n\n```mermaid\n" + mermaid() + "```\n"
     )

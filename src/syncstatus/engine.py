@@ -15,13 +15,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait
 from syncstatus.origin import Origin
 from syncstatus.statemachine.connection import Connection, Outcome, Policy, Refusal, Transition
 from syncstatus.statemachine.events import SessionEvent
-from syncstatus.statemachine.view import project
-from syncstatus.store.postgres import (
-    ConcurrentUpdate,
-    PostgresStore,
-    RejectedMessage,
-    UnitOfWork,
-)
+from syncstatus.store.postgres import ConcurrentUpdate, PostgresStore, RejectedMessage
 
 SWEEP_LIMIT = 500
 """Most connections one sweep times out, and most whose parked events it expires."""
@@ -94,7 +88,10 @@ class StatusEngine:
         result = BatchResult()
         with self.store.unit_of_work() as uow:
             fresh = uow.claim([item.event.event_id for item in items])
-            connections = uow.load(item.event.connection_id for item in items)
+            sessions: dict[str, set[str]] = {}
+            for item in items:
+                sessions.setdefault(item.event.connection_id, set()).add(item.event.session_id)
+            connections = uow.load(sessions)
             now = self.clock()
             for item in items:
                 event_id = item.event.event_id
@@ -106,21 +103,9 @@ class StatusEngine:
                 result.outcomes.append(connection.accept(item.event, now, self.policy))
             origins = {item.event.event_id: item.origin for item in items if item.origin}
             uow.save(connections.values(), origins, rejected)
-            self._project(uow, list(connections.values()))
+            uow.update_views(connections.values())
         result.collect(list(connections.values()))
         return result
-
-    @staticmethod
-    def _project(uow: UnitOfWork, connections: list[Connection]) -> None:
-        """Keep the connections view in step, in the same transaction."""
-        touched = [c for c in connections if c.transitions or c.activities]
-        views = uow.load_views(c.connection_id for c in touched)
-        projected = [
-            view
-            for c in touched
-            if (view := project(views.get(c.connection_id), c.transitions, c.activities))
-        ]
-        uow.save_views(projected)
 
     def _sweep_once(self, limit: int) -> BatchResult:
         result = BatchResult()
@@ -138,6 +123,6 @@ class StatusEngine:
                     connection.expire_parked(now, self.policy)
                     due[connection_id] = connection
             uow.save(due.values())
-            self._project(uow, list(due.values()))
+            uow.update_views(due.values())
         result.collect(list(due.values()))
         return result

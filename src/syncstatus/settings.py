@@ -68,6 +68,12 @@ class Settings(BaseSettings):
     park_window_s: float = Field(
         60, gt=0, description="Seconds an early event waits for its predecessors."
     )
+    clock_skew_s: float = Field(
+        300,
+        ge=0,
+        description="How far any producer's clock may be off. Stamps of two producers closer "
+        "than twice this never decide which event came first.",
+    )
     deduplication_apps: set[str] = Field(
         default_factory=set,
         description='Apps that must pass Deduplication (21) before Structuring, JSON: ["plaid"].',
@@ -187,4 +193,5 @@ class Settings(BaseSettings):
             stage_timeouts={
                 Status(code): timedelta(seconds=s) for code, s in self.stage_timeouts_s.items()
             },
+            clock_skew=timedelta(seconds=self.clock_skew_s),
         )

@@ -142,11 +142,10 @@ def seed(feed: Feed) -> None:
 
     feed.authorize("conn-hub", "hubspot", "crm@acme.example", "hub-7781")
     feed.accounts("conn-hub", "Acme CRM")
-    feed.apply("conn-hub", "s-2", E.AUTHORIZATION_STARTED)
     feed.apply(
         "conn-hub",
-        "s-2",
-        E.AUTHORIZATION_FAILED,
+        "s-1",
+        E.DEAUTHORIZED,
         error="Refresh token expired: the HubSpot password was changed",
     )
 
@@ -324,7 +323,7 @@ def test_the_list_shows_every_column_of_the_connected_sources(page: Page, dashbo
 
     tones = {
         "conn-gads": ("Processing", "progress"),
-        "conn-hub": ("Error in Authorization", "error"),
+        "conn-hub": ("Deauthorized", "ended"),
         "conn-plaid": ("Waiting For Webhook", "progress"),
         "conn-sf": ("Disconnected", "ended"),
         "conn-tt": ("Structuring Error", "error"),

@@ -185,7 +185,12 @@ def test_delete_is_final_and_keeps_history(application, client):
     assert client.get("/connections").json()["total"] == 0
     assert client.get("/connections/c1").status_code == 404
     assert client.delete("/connections/c1", headers=AUTH).status_code == 404
-    assert len(client.get("/connections/c1/history").json()["entries"]) == 3
+    entries = client.get("/connections/c1/history").json()["entries"]
+    assert len(entries) == 4
+    assert (entries[-1]["event_type"], entries[-1]["to_status"]["code"]) == (
+        "CONNECTION_DELETED",
+        26,
+    )
 
 
 def test_sync_frequency_is_validated(application, client):

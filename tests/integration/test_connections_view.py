@@ -10,8 +10,9 @@ import sqlalchemy as sa
 
 from syncstatus.engine import Inbound, StatusEngine
 from syncstatus.statemachine.commands import CommandRefused, CommandType
-from syncstatus.statemachine.connection import Policy
+from syncstatus.statemachine.connection import Outcome, Policy
 from syncstatus.statemachine.events import Account, EventType
+from syncstatus.statemachine.statuses import Status
 from syncstatus.store.commands import CommandStore, ConnectionNotFound
 from syncstatus.store.postgres import PostgresStore
 from syncstatus.store.queries import ConnectionQueries
@@ -33,7 +34,7 @@ def queries(db_engine) -> ConnectionQueries:
 
 @pytest.fixture
 def commands(db_engine) -> CommandStore:
-    return CommandStore(db_engine)
+    return CommandStore(db_engine, Policy())
 
 
 def authorize(engine, connection_id="c1", credential="cred-1", app="facebook_ads"):
@@ -125,12 +126,22 @@ def test_new_credentials_become_main_and_old_ones_stay_secondary(engine, queries
     assert roles == [("new", "main"), ("old", "secondary")]
 
 
-def test_a_failed_authorization_shows_error_with_its_detail(engine, queries):
-    authorize(engine)
+def test_a_failed_first_authorization_shows_error_with_its_detail(engine, queries):
     engine.apply_event(event(E.AUTHORIZATION_STARTED, "c1"))
     engine.apply_event(event(E.AUTHORIZATION_FAILED, "c1", error="password expired"))
     line = queries.list().items[0]
     assert (line.credentials, line.credentials_error) == ("Error", "password expired")
+
+
+def test_a_failed_reauthorization_keeps_working_credentials_and_says_so(engine, queries):
+    authorize(engine)
+    engine.apply_event(event(E.AUTHORIZATION_STARTED, "c1", "s-2"))
+    failed = event(E.AUTHORIZATION_FAILED, "c1", "s-2", error="password expired")
+    engine.apply_event(failed)
+    line = queries.list().items[0]
+    assert (line.credentials, line.credentials_error) == ("Active", None)
+    assert line.reauthorization_failed_at == failed.occurred_at
+    assert line.reauthorization_error == "password expired"
 
 
 def test_accounts_sync_failure_shows_error(engine, queries):
@@ -181,15 +192,32 @@ def test_reconnect_is_always_allowed(engine, commands):
         commands.issue("c1", CommandType.SYNC_ACCOUNTS, "alice")
 
 
-def test_delete_hides_the_connection_for_good_and_keeps_its_history(engine, commands, queries):
+def test_delete_closes_the_connection_for_good_and_keeps_its_history(
+    engine, commands, queries, db_engine
+):
     authorize(engine)
-    commands.issue("c1", CommandType.DELETE, "alice")
+    parked = event(E.LOADING_COMPLETED, "c1")
+    assert engine.apply_event(parked) is Outcome.PARKED
+    deleted = commands.issue("c1", CommandType.DELETE, "alice")
     assert queries.list().total == 0 and queries.connection("c1") is None
-    assert len(queries.history("c1")) == 2
+    history = queries.history("c1")
+    assert [(h.event_type, h.to_status, h.event_id) for h in history[2:]] == [
+        ("CONNECTION_DELETED", Status.DISCONNECTED, str(deleted.command_id))
+    ]
     with pytest.raises(ConnectionNotFound):
         commands.issue("c1", CommandType.RECONNECT, "alice")
-    engine.apply_event(event(E.DEAUTHORIZED, "c1"))  # later events still apply, still hidden
-    assert queries.connection("c1") is None
+    assert engine.apply_event(event(E.DEAUTHORIZED, "c1")) is Outcome.REFUSED
+    assert engine.apply_event(event(E.AUTHORIZATION_STARTED, "c1", "s-2")) is Outcome.REFUSED
+    assert len(queries.history("c1")) == 3
+    with db_engine.connect() as connection:
+        reasons = connection.execute(
+            sa.text("SELECT event_type, reason FROM dead_letters ORDER BY id")
+        ).all()
+    assert reasons == [
+        ("LOADING_COMPLETED", "connection_deleted"),
+        ("DEAUTHORIZED", "connection_deleted"),
+        ("AUTHORIZATION_STARTED", "connection_deleted"),
+    ]
 
 
 def test_sync_frequency_is_validated(engine, commands, queries):

@@ -126,8 +126,9 @@ def test_two_concurrent_writers_on_one_connection_never_both_win(db_engine, cloc
     assert sorted(o.value for o in outcomes) == ["applied", "duplicate"]
     # Two different events at once: both apply, one after the other, no sequence lost.
     outcomes.clear()
-    reauthorizing = event(E.AUTHORIZATION_STARTED)
-    disconnected = event(E.DISCONNECTED)
+    # From two producers: one producer's earlier event arriving after its later one is stale.
+    reauthorizing = event(E.AUTHORIZATION_STARTED, session_id="s-2", producer="auth")
+    disconnected = event(E.DISCONNECTED, session_id="admin-1", producer="admin")
     threads = [
         threading.Thread(target=write, args=(w, e))
         for w, e in zip(writers, (reauthorizing, disconnected), strict=True)
@@ -153,7 +154,7 @@ def test_an_event_that_arrives_during_a_transition_is_decided_on_its_result(db_e
     outcome: list[Outcome] = []
     beside = threading.Thread(target=lambda: outcome.append(second.apply_event(loading)))
     with first.store.unit_of_work() as uow:
-        connection = uow.load(["conn-1"])["conn-1"]
+        connection = uow.load({"conn-1": {"s-1"}})["conn-1"]
         assert connection.accept(succeeded, clock(), POLICY) is Outcome.APPLIED
         beside.start()
         beside.join(timeout=1)

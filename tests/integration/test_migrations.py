@@ -19,4 +19,4 @@ def test_migrating_twice_is_harmless(db_engine):
     with db_engine.connect() as connection:
         current = MigrationContext.configure(connection).get_current_revision()
     head = ScriptDirectory.from_config(alembic_config(str(db_engine.url))).get_current_head()
-    assert current == head == "0005"
+    assert current == head == "0006"

@@ -12,9 +12,12 @@ from kafka import KafkaProducer
 
 from syncstatus.messages import EventMessages
 from syncstatus.schemas import MAGIC
+from syncstatus.statemachine.commands import CommandType
 from syncstatus.statemachine.events import EventType, SessionEvent, Substage
 from syncstatus.statemachine.statuses import Status
 from syncstatus.statemachine.table import TRANSITIONS
+from syncstatus.store.commands import CommandStore
+from syncstatus.store.database import create_engine
 
 from .support import (
     OutputReader,
@@ -63,37 +66,54 @@ DEDUP_APP = "plaid"
 class Plan:
     """How to make one row of the table fire: reach `source`, then send `event`."""
 
-    setup: list[EventType]
+    setup: list[tuple[EventType, str]]
     times_out: bool
     event: EventType
     source: Status | None
     target: Status
     app: str
+    session: str = "s"
+    """The firing event's session: a re-authorization or a new sync after one opens its own."""
 
     @property
     def ready_at(self) -> Status | None:
         return Status.TIMED_OUT if self.times_out else self.source
 
 
+FAILED_REAUTHORIZATION = {
+    Status.ERROR_IN_AUTHORIZATION: E.AUTHORIZATION_FAILED,
+    Status.AUTHORIZATION_TIMEDOUT: E.AUTHORIZATION_TIMED_OUT,
+}
+
+
 def plan_for(event: EventType, source: Status | None, target: Status) -> Plan:
+    session = "s"
     if event is E.STAGE_TIMED_OUT:
-        setup, times_out = PATH[source], True
+        kinds, times_out = PATH[source], True
     elif source is Status.TIMED_OUT:
-        setup, times_out = PATH[STUCK_BEFORE.get(event, Status.LOADING)], True
+        kinds, times_out = PATH[STUCK_BEFORE.get(event, Status.LOADING)], True
     elif event is E.PROCESSING_COMPLETED:
-        setup, times_out = PATH[Status.PROCESSED][:-1], False
+        kinds, times_out = PATH[Status.PROCESSED][:-1], False
     else:
-        setup, times_out = ([] if source is None else PATH[source]), False
-    dedup = E.DEDUPLICATION_STARTED in setup or event is E.DEDUPLICATION_STARTED
-    return Plan(setup, times_out, event, source, target, DEDUP_APP if dedup else "facebook_ads")
+        kinds, times_out = ([] if source is None else PATH[source]), False
+    setup = [(kind, "s") for kind in kinds]
+    if source in FAILED_REAUTHORIZATION and event in (E.LOADING_STARTED, E.WEBHOOK_PENDING):
+        again = [E.AUTHORIZATION_STARTED, FAILED_REAUTHORIZATION[source]]
+        setup = [(k, "s") for k in PATH[Status.AUTHORIZED]] + [(k, "s2") for k in again]
+        session = "s3"
+    elif event is E.AUTHORIZATION_STARTED and source is not None:
+        session = "s2"
+    dedup = E.DEDUPLICATION_STARTED in kinds or event is E.DEDUPLICATION_STARTED
+    app = DEDUP_APP if dedup else "facebook_ads"
+    return Plan(setup, times_out, event, source, target, app, session)
 
 
-def make(kind, connection_id, app, at, substage=None) -> SessionEvent:
+def make(kind, connection_id, app, at, substage=None, session="s") -> SessionEvent:
     return SessionEvent(
         event_id=uuid.uuid4(),
         type=kind,
         connection_id=connection_id,
-        session_id=f"{connection_id}-s",
+        session_id=f"{connection_id}-{session}",
         app=app,
         occurred_at=at,
         producer="tests",
@@ -119,6 +139,8 @@ def test_every_transition_of_the_table_reaches_the_status_topic(kafka, database_
     )
     plans = {cid: plan for cid, plan in PLANS.items() if plan.times_out == times_out}
     reader, publisher = OutputReader(settings), publisher_for(settings)
+    database = create_engine(database_url)
+    commands = CommandStore(database, settings.policy())
     start = datetime.now(UTC)
 
     def reached(seen, cid, status) -> bool:
@@ -140,9 +162,10 @@ def test_every_transition_of_the_table_reaches_the_status_topic(kafka, database_
     with running_service(settings):
         for cid, plan in plans.items():
             substages = iter(Substage)
-            for i, kind in enumerate(plan.setup):
+            for i, (kind, session) in enumerate(plan.setup):
                 sub = next(substages) if kind is E.PROCESSING_SUBSTAGE_COMPLETED else None
-                publisher.publish(make(kind, cid, plan.app, start + timedelta(seconds=i), sub))
+                at = start + timedelta(seconds=i)
+                publisher.publish(make(kind, cid, plan.app, at, sub, session))
         publisher.flush()
         reader.wait_for(
             lambda seen: all(reached(seen, cid, p.ready_at) for cid, p in plans.items()),
@@ -150,10 +173,12 @@ def test_every_transition_of_the_table_reaches_the_status_topic(kafka, database_
             lambda seen: [cid for cid, p in plans.items() if not reached(seen, cid, p.ready_at)],
         )
         for cid, plan in plans.items():
-            if plan.event is not E.STAGE_TIMED_OUT:
+            if plan.event is E.CONNECTION_DELETED:
+                commands.issue(cid, CommandType.DELETE, "tests")
+            elif plan.event is not E.STAGE_TIMED_OUT:
                 at = start + timedelta(seconds=100)
                 sub = Substage.MONITORING if plan.event is E.PROCESSING_SUBSTAGE_COMPLETED else None
-                publisher.publish(make(plan.event, cid, plan.app, at, sub))
+                publisher.publish(make(plan.event, cid, plan.app, at, sub, plan.session))
         publisher.flush()
         seen = reader.wait_for(
             lambda seen: all(fired(seen, cid) for cid in plans),
@@ -162,7 +187,8 @@ def test_every_transition_of_the_table_reaches_the_status_topic(kafka, database_
         )
     publisher.close()
     reader.close()
-    assert len(plans) == (17 if times_out else 85)
+    database.dispose()
+    assert len(plans) == (18 if times_out else 107)
     for cid in plans:
         assert gapless(seen.changes[cid]), cid
 

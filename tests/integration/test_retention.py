@@ -71,7 +71,7 @@ def test_the_schedulers_published_commands_are_pruned_and_peoples_commands_kept(
     engine = StatusEngine(PostgresStore(db_engine), Policy())
     engine.apply_event(event(E.AUTHORIZATION_STARTED, "c1"))
     engine.apply_event(event(E.AUTHORIZATION_SUCCEEDED, "c1"))
-    commands = CommandStore(db_engine)
+    commands = CommandStore(db_engine, Policy())
     commands.issue("c1", CommandType.RECONNECT, "api")
     now = datetime.now(UTC)
     assert commands.schedule_due(now, timedelta(days=1), 10) == 1

@@ -23,6 +23,7 @@ def event(
     error: str | None = None,
     accounts: tuple[Account, ...] | None = None,
     attributes: dict[str, str] | None = None,
+    producer: str = "tests",
 ) -> SessionEvent:
     """An event; without `at`, each new event occurs one second after the previous one."""
     return SessionEvent(
@@ -32,7 +33,7 @@ def event(
         session_id=session_id,
         app=app,
         occurred_at=at or T0 + timedelta(seconds=next(_tick)),
-        producer="tests",
+        producer=producer,
         error=error,
         substage=substage,
         accounts=accounts,

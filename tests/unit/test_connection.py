@@ -142,7 +142,7 @@ def test_a_newer_event_the_session_can_no_longer_reach_is_refused_at_once():
 
 def test_an_event_stamped_the_same_millisecond_as_the_last_transition_is_not_stale():
     connection, _ = run(happy_session()[:3])  # Loading
-    same_time = event(E.STRUCTURING_STARTED, at=connection.last_occurred_at)
+    same_time = event(E.STRUCTURING_STARTED, at=connection.transitions[-1].occurred_at)
     _, outcomes = run([same_time], connection)
     assert outcomes == [Outcome.PARKED]
 
@@ -168,7 +168,7 @@ def test_a_parked_event_is_refused_once_the_window_passes():
 
 def test_deduplication_apps_cannot_skip_deduplication():
     connection, _ = run(happy_session(app="plaid")[:4])
-    later = connection.last_occurred_at + timedelta(seconds=10)
+    later = connection.transitions[-1].occurred_at + timedelta(seconds=10)
     structuring = event(E.STRUCTURING_STARTED, app="plaid", at=later)
     _, outcomes = run([structuring], connection)
     assert outcomes == [Outcome.PARKED]

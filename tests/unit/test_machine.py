@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from statemachine.exceptions import TransitionNotAllowed
 
-from syncstatus.statemachine.events import ALL_SUBSTAGES, EventType, Substage
+from syncstatus.statemachine.events import ALL_SUBSTAGES, EventFamily, EventType, Substage
 from syncstatus.statemachine.machine import NEW, ConnectionStatusMachine, GuardContext
 from syncstatus.statemachine.statuses import Stage, Status
 from syncstatus.statemachine.table import TRANSITIONS
@@ -25,10 +25,10 @@ SPEC: dict[EventType, tuple[frozenset, Status]] = {
     E.AUTHORIZATION_TIMED_OUT: (frozenset({6}), Status.AUTHORIZATION_TIMEDOUT),
     E.DEAUTHORIZED: (ALL - {Status.DISCONNECTED}, Status.DEAUTHORIZED),
     E.DISCONNECTED: (ALL, Status.DISCONNECTED),
-    E.WEBHOOK_PENDING: (frozenset({9, 11, 19, 23}), Status.WAITING_FOR_WEBHOOK),
+    E.WEBHOOK_PENDING: (frozenset({7, 9, 11, 19, 20, 23}), Status.WAITING_FOR_WEBHOOK),
     E.WEBHOOK_RECEIVED: (frozenset({25}), Status.LOADING),
-    E.WEBHOOK_FAILED: (frozenset({25, 2}), Status.LOADING_ERROR),
-    E.LOADING_STARTED: (frozenset({9, 11, 19, 23}), Status.LOADING),
+    E.WEBHOOK_FAILED: (frozenset({25}), Status.LOADING_ERROR),
+    E.LOADING_STARTED: (frozenset({7, 9, 11, 19, 20, 23}), Status.LOADING),
     E.LOADING_COMPLETED: (frozenset({2}), Status.LOADED),
     E.LOADING_FAILED: (frozenset({2}), Status.LOADING_ERROR),
     E.DEDUPLICATION_STARTED: (frozenset({12, 22, 23}), Status.DEDUPLICATION),
@@ -42,16 +42,23 @@ SPEC: dict[EventType, tuple[frozenset, Status]] = {
     E.PROCESSING_COMPLETED: (frozenset({16}), Status.PROCESSED),
     E.SYNC_COMPLETED: (frozenset({18}), Status.SYNCED),
     E.STAGE_TIMED_OUT: (frozenset({2, 9, 12, 13, 15, 16, 18, 21, 25}), Status.TIMED_OUT),
+    # Issue 10: a Delete closes any known connection; a failed or abandoned re-authorization
+    # (7, 20) may sync with the credentials that still work.
+    E.CONNECTION_DELETED: (ALL, Status.DISCONNECTED),
 }
 
 # A context under which every guard of the table passes for its own row.
 DEDUP = GuardContext(
-    deduplication_required=True, timed_out_from=Status.PROCESSING, completed_substages=ALL_SUBSTAGES
+    deduplication_required=True,
+    timed_out_from=Status.PROCESSING,
+    completed_substages=ALL_SUBSTAGES,
+    holds_credentials=True,
 )
 NO_DEDUP = GuardContext(
     deduplication_required=False,
     timed_out_from=Status.PROCESSING,
     completed_substages=ALL_SUBSTAGES,
+    holds_credentials=True,
 )
 
 
@@ -198,6 +205,13 @@ def test_a_deduplication_app_stuck_at_loaded_restarts_deduplication_not_structur
     assert TRANSITIONS.decide(Status.TIMED_OUT, E.STRUCTURING_STARTED, ctx) is None
 
 
+@pytest.mark.parametrize("failed", [Status.ERROR_IN_AUTHORIZATION, Status.AUTHORIZATION_TIMEDOUT])
+def test_a_failed_login_syncs_only_with_credentials_that_still_work(failed):
+    for event in (E.LOADING_STARTED, E.WEBHOOK_PENDING):
+        assert TRANSITIONS.decide(failed, event, GuardContext(holds_credentials=False)) is None
+        assert TRANSITIONS.decide(failed, event, GuardContext(holds_credentials=True))
+
+
 def test_the_library_refuses_with_an_exception_instead_of_ignoring():
     machine = ConnectionStatusMachine(start_value=Status.SYNCED)
     with pytest.raises(TransitionNotAllowed):
@@ -211,6 +225,7 @@ contexts = st.builds(
     timed_out_from=st.one_of(
         st.none(), st.sampled_from(sorted(TRANSITIONS.sources_of(E.STAGE_TIMED_OUT)))
     ),
+    holds_credentials=st.booleans(),
 )
 
 
@@ -227,3 +242,21 @@ def test_the_derived_table_agrees_with_the_library(source, event, ctx):
     except TransitionNotAllowed:
         expected = None
     assert TRANSITIONS.decide(source, event, ctx) == expected
+
+
+def test_each_status_is_left_by_the_events_of_one_topic_only():
+    """Why order within a session can be rebuilt from per-topic order: what moves a session on
+    from any status comes from one producer family, so events of two topics never compete for
+    the same status. Re-authorizations open a new session; connection-wide and syncstatus's
+    own events apply from anywhere."""
+    for status in Status:
+        families = {
+            event.family
+            for event in EventType
+            if event.changes_status
+            and not event.connection_wide
+            and event.family is not EventFamily.SERVICE
+            and event is not E.AUTHORIZATION_STARTED
+            and status in TRANSITIONS.sources_of(event)
+        }
+        assert len(families) <= 1, (status, families)

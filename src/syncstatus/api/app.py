@@ -65,6 +65,11 @@ class SummaryOut(BaseModel):
     created: datetime
     last_authorization: datetime | None
     last_sync: datetime | None
+    reauthorization_failed_at: datetime | None = Field(
+        description="When a re-authorization was last not completed while the earlier "
+        "credentials kept working; null once one succeeds."
+    )
+    reauthorization_error: str | None
     sync_frequency_minutes: int
     can_extract: bool
 

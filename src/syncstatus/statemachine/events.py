@@ -45,16 +45,18 @@ class EventType(Enum):
     ACCOUNTS_SYNC_STARTED = "ACCOUNTS_SYNC_STARTED"
     ACCOUNTS_SYNCED = "ACCOUNTS_SYNCED"
     ACCOUNTS_SYNC_FAILED = "ACCOUNTS_SYNC_FAILED"
+    CONNECTION_DELETED = "CONNECTION_DELETED"
 
     @property
     def family(self) -> EventFamily:
         """The family whose topic may carry this type.
 
         WEBHOOK_PENDING is decided by the pipeline (it knows the app is an aggregator), so it
-        travels with the pipeline events; STAGE_TIMED_OUT is written only by syncstatus's own
-        sweeper, so no input topic may carry it.
+        travels with the pipeline events; STAGE_TIMED_OUT and CONNECTION_DELETED are written
+        only by syncstatus itself (its sweeper, a Delete command), so no input topic may carry
+        them.
         """
-        if self is EventType.STAGE_TIMED_OUT:
+        if self in (EventType.STAGE_TIMED_OUT, EventType.CONNECTION_DELETED):
             return EventFamily.SERVICE
         if self.name.startswith(("AUTHORIZATION_", "DEAUTHORIZED", "DISCONNECTED", "ACCOUNTS_")):
             return EventFamily.AUTHORIZATION
@@ -68,9 +70,30 @@ class EventType(Enum):
         return not self.name.startswith("ACCOUNTS_")
 
     @property
+    def connection_wide(self) -> bool:
+        """About the connection's credentials or accounts rather than one session's data.
+
+        The producer knows no sync session for them (an app revoked access, an account list
+        was read), so they apply to whichever session is current, unless they happened
+        before it opened.
+        """
+        return self in _CONNECTION_WIDE
+
+    @property
     def trigger(self) -> str:
         """The event's name in the state machine declaration."""
         return self.value.lower()
+
+
+_CONNECTION_WIDE = frozenset(
+    {
+        EventType.DEAUTHORIZED,
+        EventType.DISCONNECTED,
+        EventType.ACCOUNTS_SYNC_STARTED,
+        EventType.ACCOUNTS_SYNCED,
+        EventType.ACCOUNTS_SYNC_FAILED,
+    }
+)
 
 
 class Substage(Enum):

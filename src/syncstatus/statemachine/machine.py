@@ -27,6 +27,7 @@ class GuardContext:
     deduplication_required: bool = False
     completed_substages: frozenset[Substage] = frozenset()
     timed_out_from: Status | None = None
+    holds_credentials: bool = False
 
     @property
     def resume_stage(self) -> Stage:
@@ -106,15 +107,19 @@ class ConnectionStatusMachine(StateMachine):
         | loading_error.to(waiting_for_webhook)
         | synced.to(waiting_for_webhook)
         | timed_out.to(waiting_for_webhook, cond="resumes_loading")
+        | error_in_authorization.to(waiting_for_webhook, cond="holds_credentials")
+        | authorization_timedout.to(waiting_for_webhook, cond="holds_credentials")
     )
     webhook_received = waiting_for_webhook.to(loading)
-    webhook_failed = waiting_for_webhook.to(loading_error) | loading.to(loading_error)
+    webhook_failed = waiting_for_webhook.to(loading_error)
 
     loading_started = (
         authorized.to(loading)
         | loading_error.to(loading)
         | synced.to(loading)
         | timed_out.to(loading, cond="resumes_loading")
+        | error_in_authorization.to(loading, cond="holds_credentials")
+        | authorization_timedout.to(loading, cond="holds_credentials")
     )
     loading_completed = loading.to(loaded)
     loading_failed = loading.to(loading_error)
@@ -156,6 +161,14 @@ class ConnectionStatusMachine(StateMachine):
         deduplication,
         waiting_for_webhook,
     )
+
+    connection_deleted = disconnected_state.from_(*_not_disconnected, disconnected_state)
+
+    @staticmethod
+    def holds_credentials(ctx: GuardContext) -> bool:
+        """A re-authorization failed or was abandoned, but the earlier credentials still work,
+        so the connection may sync with them."""
+        return ctx.holds_credentials
 
     @staticmethod
     def deduplication_required(ctx: GuardContext) -> bool:

@@ -65,6 +65,15 @@ class TransitionTable:
         self._sources: dict[EventType, frozenset[Status | None]] = {}
         for source, event in self._routes:
             self._sources[event] = self._sources.get(event, frozenset()) | {source}
+        self.session_openers = frozenset(
+            event
+            for source, event in self._routes
+            if source in (None, Status.SYNCED)
+            and event.family is not EventFamily.SERVICE
+            and not event.connection_wide
+        )
+        """The event types that may open a session: those that start a connection never seen or
+        a new sync of a synced one (AUTHORIZATION_STARTED, LOADING_STARTED, WEBHOOK_PENDING)."""
         self._ahead = {dedup: self._reachable_within_a_session(dedup) for dedup in (False, True)}
         self._possible_sources = {
             (event, dedup): frozenset(

@@ -11,6 +11,7 @@ from datetime import datetime
 from enum import Enum
 
 from syncstatus.statemachine.connection import Activity, Transition
+from syncstatus.statemachine.credentials import credentials_after, is_reauthorization_failure
 from syncstatus.statemachine.events import EventType
 from syncstatus.statemachine.statuses import Status
 
@@ -25,6 +26,12 @@ _CREDENTIALS_LOST = {
     EventType.AUTHORIZATION_TIMED_OUT: "Authorization was not completed in time",
     EventType.DEAUTHORIZED: "The app's connection ended; reconnect it",
     EventType.DISCONNECTED: "The app was disconnected",
+    EventType.CONNECTION_DELETED: "The connection was deleted",
+}
+_REAUTHORIZATION_NOT_COMPLETED = {
+    EventType.AUTHORIZATION_FAILED: "Re-authorization failed; the earlier credentials still work",
+    EventType.AUTHORIZATION_TIMED_OUT: "Re-authorization was not completed; the earlier "
+    "credentials still work",
 }
 
 
@@ -92,6 +99,8 @@ class ConnectionView:
     accounts_error: str | None = None
     last_authorized_at: datetime | None = None
     last_synced_at: datetime | None = None
+    reauthorization_failed_at: datetime | None = None
+    reauthorization_error: str | None = None
     sync_frequency_minutes: int = DEFAULT_SYNC_FREQUENCY_MINUTES
     deleted_at: datetime | None = None
     accounts: dict[str, AccountRow] = field(default_factory=dict)
@@ -121,9 +130,8 @@ class ConnectionView:
 
     def apply_transition(self, t: Transition) -> None:
         self.status = t.to_status
-        kind = t.event_type
-        if kind is EventType.AUTHORIZATION_SUCCEEDED:
-            self.credentials_valid, self.credentials_error = True, None
+        self._apply_credentials(t)
+        if t.event_type is EventType.AUTHORIZATION_SUCCEEDED:
             self.last_authorized_at = t.occurred_at
             self.business_account = t.attributes.get(BUSINESS_ACCOUNT, self.business_account)
             self.business_account_id = t.attributes.get(
@@ -134,14 +142,29 @@ class ConnectionView:
             credential = t.attributes.get(CREDENTIAL_ID)
             if credential:
                 self._add_credential(credential, t.occurred_at)
-        elif kind in _CREDENTIALS_LOST:
-            self.credentials_valid = False
-            self.credentials_error = t.error or _CREDENTIALS_LOST[kind]
-        elif kind is EventType.SYNC_COMPLETED:
+        elif t.event_type is EventType.SYNC_COMPLETED:
             self.last_synced_at = t.occurred_at
             for account in self.accounts.values():
-                account.updated_at = t.occurred_at
+                if account.is_active:
+                    account.updated_at = t.occurred_at
             self.accounts_changed = True
+        elif t.event_type is EventType.CONNECTION_DELETED:
+            self.deleted_at = t.recorded_at
+
+    def _apply_credentials(self, t: Transition) -> None:
+        """The same rule the aggregate's guards read; a failed re-authorization is shown, not
+        taken for lost credentials."""
+        kind = t.event_type
+        if is_reauthorization_failure(self.credentials_valid, kind):
+            self.reauthorization_failed_at = t.occurred_at
+            self.reauthorization_error = t.error or _REAUTHORIZATION_NOT_COMPLETED[kind]
+            return
+        if kind is EventType.AUTHORIZATION_SUCCEEDED:
+            self.reauthorization_failed_at = self.reauthorization_error = None
+        valid = credentials_after(self.credentials_valid, kind)
+        if valid != self.credentials_valid:
+            self.credentials_valid = valid
+            self.credentials_error = None if valid else t.error or _CREDENTIALS_LOST[kind]
 
     def apply_activity(self, activity: Activity) -> None:
         event = activity.event
@@ -173,16 +196,18 @@ class ConnectionView:
 
 
 def project(
-    view: ConnectionView | None, transitions: list[Transition], activities: list[Activity]
+    view: ConnectionView | None, applied: list[Transition | Activity]
 ) -> ConnectionView | None:
-    """The view after what one unit of work decided for one connection (None: still unseen)."""
-    if view is None and transitions:
-        first = transitions[0]
+    """The view after what one unit of work decided for one connection, in the order it was
+    decided (None: still unseen), so the view never depends on how events were batched."""
+    first = next((a for a in applied if isinstance(a, Transition)), None)
+    if view is None and first is not None:
         view = ConnectionView(first.connection_id, first.app, first.to_status, first.recorded_at)
     if view is None:
         return None
-    for t in transitions:
-        view.apply_transition(t)
-    for a in activities:
-        view.apply_activity(a)
+    for fact in applied:
+        if isinstance(fact, Transition):
+            view.apply_transition(fact)
+        else:
+            view.apply_activity(fact)
     return view

@@ -6,13 +6,14 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from psycopg.types.json import Jsonb
 
 from syncstatus.statemachine.commands import CommandType, IssuedCommand, check
+from syncstatus.statemachine.connection import Connection, Policy
 from syncstatus.store.outbox import RelayBatch, advisory_locked
 from syncstatus.store.postgres import UnitOfWork
 
@@ -25,8 +26,9 @@ class ConnectionNotFound(LookupError):
 
 
 class CommandStore:
-    def __init__(self, engine: sa.Engine) -> None:
+    def __init__(self, engine: sa.Engine, policy: Policy) -> None:
         self.engine = engine
+        self.policy = policy
 
     def issue(
         self,
@@ -37,10 +39,19 @@ class CommandStore:
     ) -> IssuedCommand:
         """Check and record one command in one transaction; CommandRefused if not allowed.
 
-        The view row is locked, so two deletes (or a delete and a sync) cannot both pass.
+        The view row is locked, so two deletes (or a delete and a sync) cannot both pass. A
+        Delete is the connection's last transition, so it first takes the connection's lock,
+        as every writer of a connection does, before the view row's.
         """
+        command_id = uuid.uuid4()
         with self.engine.begin() as connection:
             raw = connection.connection.driver_connection
+            uow = UnitOfWork(connection)
+            closing = (
+                uow.load({connection_id: ()})[connection_id]
+                if command is CommandType.DELETE
+                else None
+            )
             locked = raw.execute(
                 "SELECT 1 FROM connection_view WHERE connection_id = %s AND deleted_at IS NULL "
                 "FOR UPDATE",
@@ -55,11 +66,8 @@ class CommandStore:
                 if command is CommandType.SET_SYNC_FREQUENCY
                 else {}
             )
-            if command is CommandType.DELETE:
-                raw.execute(
-                    "UPDATE connection_view SET deleted_at = now() WHERE connection_id = %s",
-                    (connection_id,),
-                )
+            if closing is not None:
+                self._close(uow, closing, command_id)
             elif command is CommandType.SET_SYNC_FREQUENCY:
                 raw.execute(
                     "UPDATE connection_view SET sync_frequency_minutes = %s, next_sync_at = "
@@ -67,7 +75,18 @@ class CommandStore:
                     "WHERE connection_id = %s",
                     (sync_frequency_minutes, sync_frequency_minutes, connection_id),
                 )
-            return _record(raw, connection_id, view.app, command, parameters, requested_by)
+            return _record(
+                raw, connection_id, view.app, command, parameters, requested_by, command_id
+            )
+
+    def _close(self, uow: UnitOfWork, connection: Connection, command_id: uuid.UUID) -> None:
+        """The final status record (to 26, caused by the command); every later event of the
+        connection is refused, and its parked ones are refused now."""
+        now = datetime.now(UTC)
+        uow.claim([command_id])
+        connection.accept(connection.deletion(command_id, now), now, self.policy)
+        uow.save([connection])
+        uow.update_views([connection])
 
     def schedule_due(self, now: datetime, accounts_every: timedelta, limit: int) -> int:
         """Issue the syncs that are due; rows another scheduler holds are skipped."""
@@ -152,8 +171,9 @@ def _record(
     command: CommandType,
     parameters: dict[str, str],
     requested_by: str,
+    command_id: uuid.UUID | None = None,
 ) -> IssuedCommand:
-    command_id = uuid.uuid4()
+    command_id = command_id or uuid.uuid4()
     (requested_at,) = raw.execute(
         "INSERT INTO commands (command_id, connection_id, command, parameters, requested_by) "
         "VALUES (%s, %s, %s, %s, %s) RETURNING requested_at",

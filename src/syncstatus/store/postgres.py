@@ -16,12 +16,28 @@ from typing import Any
 
 import sqlalchemy as sa
 from psycopg.types.json import Jsonb
+from sqlalchemy.dialects import postgresql
 
 from syncstatus.origin import Origin
-from syncstatus.statemachine.connection import Connection, ParkedEvent, Policy, Refusal
+from syncstatus.statemachine.connection import (
+    Connection,
+    MarkKey,
+    ParkedEvent,
+    Policy,
+    ProducerMark,
+    Refusal,
+    SessionRecord,
+)
 from syncstatus.statemachine.events import Account, EventType, SessionEvent, Substage
 from syncstatus.statemachine.statuses import Status
-from syncstatus.statemachine.view import AccountRow, AccountsState, ConnectionView, CredentialRow
+from syncstatus.statemachine.view import (
+    AccountRow,
+    AccountsState,
+    ConnectionView,
+    CredentialRow,
+    project,
+)
+from syncstatus.store import schema
 
 
 class ConcurrentUpdate(Exception):
@@ -75,16 +91,25 @@ def event_from_json(data: Mapping[str, Any]) -> SessionEvent:
 
 
 _CONNECTION_COLUMNS = (
-    "connection_id, app, status, version, session_id, last_occurred_at, status_changed_at, "
-    "completed_substages, timed_out_from"
+    "connection_id, app, status, version, session_id, session_opened_at, session_opened_by, "
+    "status_changed_at, completed_substages, timed_out_from, holds_credentials, deleted_at, "
+    "producer_marks"
 )
 
 
 _UNNEST_CONNECTIONS = (
-    "unnest(%s::text[], %s::text[], %s::smallint[], %s::int[], %s::text[], %s::timestamptz[], "
-    "%s::timestamptz[], %s::text[], %s::smallint[], %s::int[]) AS v(connection_id, app, "
-    "status, version, session_id, last_occurred_at, status_changed_at, substages, "
-    "timed_out_from, expected)"
+    "unnest(%b::text[], %b::text[], %b::smallint[], %b::int[], %b::text[], %b::timestamptz[], "
+    "%b::text[], %b::timestamptz[], %b::text[], %b::smallint[], %b::boolean[], "
+    "%b::timestamptz[], %b::int[]) AS v(connection_id, app, status, version, "
+    "session_id, session_opened_at, session_opened_by, status_changed_at, substages, "
+    "timed_out_from, holds_credentials, deleted_at, expected)"
+)
+"""Binary parameters: psycopg escapes every element of a text-format array with a regular
+expression, ten times the cost of the whole statement on the server."""
+_CONNECTION_VALUES = (
+    "connection_id, app, status, version, session_id, session_opened_at, session_opened_by, "
+    "status_changed_at, string_to_array(substages, ','), timed_out_from, holds_credentials, "
+    "deleted_at, %b::jsonb -> connection_id"
 )
 
 
@@ -99,14 +124,15 @@ class UnitOfWork:
         if not event_ids:
             return set()
         rows = self._raw.execute(
-            "INSERT INTO processed_events (event_id) SELECT unnest(%s::uuid[]) "
+            "INSERT INTO processed_events (event_id) SELECT unnest(%b::uuid[]) "
             "ON CONFLICT DO NOTHING RETURNING event_id",
             (list(event_ids),),
         ).fetchall()
         return {row[0] for row in rows}
 
-    def load(self, connection_ids: Iterable[str]) -> dict[str, Connection]:
-        """The connections with their parked events, each locked until the unit of work ends.
+    def load(self, sessions: Mapping[str, Iterable[str]]) -> dict[str, Connection]:
+        """The connections (keys of `sessions`) with their parked events and the sessions they
+        left among those named, each locked until the unit of work ends.
 
         Every writer of a connection holds its lock, so each decides on what the previous one
         committed: otherwise a batch that only parks an event could miss a transition made
@@ -114,13 +140,13 @@ class UnitOfWork:
         advisory lock on the id covers connections that have no row yet; taking them in key
         order keeps two batches from deadlocking.
         """
-        ids = sorted(set(connection_ids))
+        ids = sorted(set(sessions))
         self._raw.execute(
             "SELECT pg_advisory_xact_lock(k) FROM (SELECT DISTINCT hashtextextended(id, 0) AS k "
-            "FROM unnest(%s::text[]) AS id ORDER BY k) AS keys",
+            "FROM unnest(%b::text[]) AS id ORDER BY k) AS keys",
             (ids,),
         )
-        return self._read(ids)
+        return self._read(ids, sessions)
 
     def lock_due(self, now: datetime, policy: Policy, limit: int) -> dict[str, Connection]:
         """Connections whose status outlived its timeout, locked; those another writer holds
@@ -133,7 +159,7 @@ class UnitOfWork:
                 cutoffs.append(now - limit_for)
         rows = self._raw.execute(
             "SELECT c.connection_id FROM connections c "
-            "JOIN unnest(%s::smallint[], %s::timestamptz[]) AS t(status, cutoff) "
+            "JOIN unnest(%b::smallint[], %b::timestamptz[]) AS t(status, cutoff) "
             "ON c.status = t.status AND c.status_changed_at <= t.cutoff "
             "ORDER BY c.status_changed_at LIMIT %s",
             (statuses, cutoffs, limit),
@@ -153,24 +179,49 @@ class UnitOfWork:
         if not ids:
             return []
         rows = self._raw.execute(
-            "SELECT id FROM unnest(%s::text[]) AS id "
+            "SELECT id FROM unnest(%b::text[]) AS id "
             "WHERE pg_try_advisory_xact_lock(hashtextextended(id, 0))",
             (ids,),
         ).fetchall()
         return [row[0] for row in rows]
 
-    def _read(self, ids: list[str]) -> dict[str, Connection]:
+    def _read(
+        self, ids: list[str], sessions: Mapping[str, Iterable[str]] | None = None
+    ) -> dict[str, Connection]:
         """A connection never seen comes back new."""
         if not ids:
             return {}
         rows = self._raw.execute(
-            f"SELECT {_CONNECTION_COLUMNS} FROM connections WHERE connection_id = ANY(%s)",
+            f"SELECT {_CONNECTION_COLUMNS} FROM connections WHERE connection_id = ANY(%b)",
             (ids,),
         ).fetchall()
         found = {row[0]: _connection_from_row(row) for row in rows}
         loaded = {cid: found.get(cid) or Connection(connection_id=cid) for cid in ids}
         self._attach_parked(loaded)
+        self._attach_left_sessions(loaded, sessions or {})
         return loaded
+
+    def _attach_left_sessions(
+        self, loaded: dict[str, Connection], sessions: Mapping[str, Iterable[str]]
+    ) -> None:
+        """The sessions each connection left, among those its events and parked events name."""
+        pairs = {
+            (cid, sid)
+            for cid, connection in loaded.items()
+            if connection.status is not None
+            for sid in {*sessions.get(cid, ()), *(p.event.session_id for p in connection.parked)}
+            if sid != connection.session_id
+        }
+        if not pairs:
+            return
+        cids, sids = zip(*pairs, strict=True)
+        for cid, sid in self._raw.execute(
+            "SELECT s.connection_id, s.session_id FROM connection_sessions s "
+            "JOIN unnest(%b::text[], %b::text[]) AS w(connection_id, session_id) "
+            "USING (connection_id, session_id)",
+            (list(cids), list(sids)),
+        ):
+            loaded[cid].left_sessions.add(sid)
 
     def save(
         self,
@@ -183,8 +234,9 @@ class UnitOfWork:
         A parked event keeps the message it came in, so its dead letter carries the original
         bytes whenever it is refused."""
         everything = list(connections)
-        changed = [c for c in everything if c.transitions]
+        changed = [c for c in everything if c.transitions or c.activities]
         self._write_connections(changed)
+        self._write_sessions([s for c in everything for s in c.new_sessions], everything)
         origins = {**self._write_parked(everything, origins or {}), **(origins or {})}
         history = [t for c in changed for t in c.transitions]
         if history:
@@ -238,17 +290,26 @@ class UnitOfWork:
         refusals = [r for c in everything for r in c.refusals]
         self._write_dead_letters(refusals, origins, rejected)
 
+    def update_views(self, connections: Iterable[Connection]) -> None:
+        """Keep the connections view in step with what the aggregates applied, in the same
+        transaction and in the order they applied it."""
+        touched = [c for c in connections if c.applied]
+        views = self.load_views(c.connection_id for c in touched)
+        self.save_views(
+            [view for c in touched if (view := project(views.get(c.connection_id), c.applied))]
+        )
+
     def load_views(self, connection_ids: Iterable[str]) -> dict[str, ConnectionView]:
         ids = sorted(set(connection_ids))
         if not ids:
             return {}
         rows = self._raw.execute(
-            f"SELECT {_VIEW_COLUMNS} FROM connection_view WHERE connection_id = ANY(%s)", (ids,)
+            f"SELECT {_VIEW_COLUMNS} FROM connection_view WHERE connection_id = ANY(%b)", (ids,)
         ).fetchall()
         views = {row[0]: _view_from_row(row) for row in rows}
         for connection_id, account_id, name, status, created_at, updated_at in self._raw.execute(
             "SELECT connection_id, account_id, name, status, created_at, updated_at "
-            "FROM accounts WHERE connection_id = ANY(%s) ORDER BY account_id",
+            "FROM accounts WHERE connection_id = ANY(%b) ORDER BY account_id",
             (list(views),),
         ):
             views[connection_id].accounts[account_id] = AccountRow(
@@ -256,21 +317,22 @@ class UnitOfWork:
             )
         for connection_id, credential_id, added_at in self._raw.execute(
             "SELECT connection_id, credential_id, added_at FROM credentials "
-            "WHERE connection_id = ANY(%s) ORDER BY added_at",
+            "WHERE connection_id = ANY(%b) ORDER BY added_at",
             (list(views),),
         ):
             views[connection_id].credentials.append(CredentialRow(credential_id, added_at))
         return views
 
     def save_views(self, views: list[ConnectionView]) -> None:
-        """Write the projected columns; deletion and scheduling columns belong to commands."""
+        """Write the projected columns, all rows in one statement; scheduling columns belong to
+        commands."""
         if not views:
             return
-        self._raw.cursor().executemany(
-            f"INSERT INTO connection_view ({_VIEW_COLUMNS}) VALUES ({_VIEW_PLACEHOLDERS}) "
+        self._raw.execute(
+            f"INSERT INTO connection_view ({_VIEW_COLUMNS}) SELECT * FROM unnest({_VIEW_ARRAYS}) "
             "ON CONFLICT (connection_id) DO UPDATE SET "
             + ", ".join(f"{c} = EXCLUDED.{c}" for c in _VIEW_PROJECTED),
-            [_view_row(v) for v in views],
+            [list(column) for column in zip(*(_view_row(v) for v in views), strict=True)],
         )
         for table, changed, rows in (
             ("accounts", [v for v in views if v.accounts_changed], _account_rows),
@@ -279,7 +341,7 @@ class UnitOfWork:
             if not changed:
                 continue
             self._raw.execute(
-                f"DELETE FROM {table} WHERE connection_id = ANY(%s)",
+                f"DELETE FROM {table} WHERE connection_id = ANY(%b)",
                 ([v.connection_id for v in changed],),
             )
             columns = _CHILD_COLUMNS[table]
@@ -289,31 +351,47 @@ class UnitOfWork:
                         copy.write_row(row)
 
     def _write_connections(self, changed: list[Connection]) -> None:
-        new = [c for c in changed if c.loaded_version == 0]
+        """Connections with a new transition or a new producer mark (an activity)."""
+        new = [c for c in changed if c.loaded_version == 0 and c.status is not None]
         existing = [c for c in changed if c.loaded_version > 0]
         if new:
             rows = self._raw.execute(
                 f"INSERT INTO connections ({_CONNECTION_COLUMNS}) "
-                "SELECT connection_id, app, status, version, session_id, last_occurred_at, "
-                "status_changed_at, string_to_array(substages, ','), timed_out_from "
+                f"SELECT {_CONNECTION_VALUES} "
                 f"FROM {_UNNEST_CONNECTIONS} ON CONFLICT DO NOTHING RETURNING 1",
-                (*_columns(new), [0] * len(new)),
+                (_marks_json(new), *_columns(new), [0] * len(new)),
             ).fetchall()
             if len(rows) != len(new):
                 raise ConcurrentUpdate("a new connection was created by another writer")
         if existing:
             cur = self._raw.execute(
                 "UPDATE connections c SET app = v.app, status = v.status, version = v.version, "
-                "session_id = v.session_id, last_occurred_at = v.last_occurred_at, "
+                "session_id = v.session_id, session_opened_at = v.session_opened_at, "
+                "session_opened_by = v.session_opened_by, "
                 "status_changed_at = v.status_changed_at, "
                 "completed_substages = string_to_array(v.substages, ','), "
-                "timed_out_from = v.timed_out_from "
+                "timed_out_from = v.timed_out_from, holds_credentials = v.holds_credentials, "
+                "deleted_at = v.deleted_at, producer_marks = %b::jsonb -> v.connection_id "
                 f"FROM {_UNNEST_CONNECTIONS} "
                 "WHERE c.connection_id = v.connection_id AND c.version = v.expected",
-                (*_columns(existing), [c.loaded_version for c in existing]),
+                (
+                    _marks_json(existing),
+                    *_columns(existing),
+                    [c.loaded_version for c in existing],
+                ),
             )
             if cur.rowcount != len(existing):
                 raise ConcurrentUpdate("a connection was changed by another writer")
+
+    def _write_sessions(self, records: list[SessionRecord], connections: list[Connection]) -> None:
+        if not records:
+            return
+        owner = {id(s): c.connection_id for c in connections for s in c.new_sessions}
+        self._raw.cursor().executemany(
+            "INSERT INTO connection_sessions (connection_id, session_id, opened_at, opened_by, "
+            "sequence) VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+            [(owner[id(r)], r.session_id, r.opened_at, r.opened_by, r.sequence) for r in records],
+        )
 
     def _write_parked(
         self, connections: list[Connection], origins: Mapping[uuid.UUID, Origin]
@@ -392,7 +470,7 @@ class UnitOfWork:
             return
         rows = self._raw.execute(
             "SELECT connection_id, parked_at, event FROM parked_events "
-            "WHERE connection_id = ANY(%s) ORDER BY parked_at",
+            "WHERE connection_id = ANY(%b) ORDER BY arrival",
             (list(loaded),),
         ).fetchall()
         for connection_id, parked_at, event in rows:
@@ -412,9 +490,15 @@ _VIEW_PROJECTED = (
     "active_account_count",
     "last_authorized_at",
     "last_synced_at",
+    "reauthorization_failed_at",
+    "reauthorization_error",
+    "deleted_at",
 )
 _VIEW_COLUMNS = ", ".join(("connection_id", "created_at", *_VIEW_PROJECTED))
-_VIEW_PLACEHOLDERS = ", ".join(["%s"] * (len(_VIEW_PROJECTED) + 2))
+_VIEW_ARRAYS = ", ".join(
+    f"%b::{schema.connection_view.c[name].type.compile(dialect=postgresql.dialect())}[]"
+    for name in ("connection_id", "created_at", *_VIEW_PROJECTED)
+)
 _CHILD_COLUMNS = {
     "accounts": "connection_id, account_id, name, status, created_at, updated_at",
     "credentials": "connection_id, credential_id, added_at",
@@ -437,6 +521,9 @@ def _view_row(v: ConnectionView) -> tuple[Any, ...]:
         v.active_accounts,
         v.last_authorized_at,
         v.last_synced_at,
+        v.reauthorization_failed_at,
+        v.reauthorization_error,
+        v.deleted_at,
     )
 
 
@@ -456,6 +543,9 @@ def _view_from_row(row: Sequence[Any]) -> ConnectionView:
         _active,
         last_authorized_at,
         last_synced_at,
+        reauthorization_failed_at,
+        reauthorization_error,
+        deleted_at,
     ) = row
     return ConnectionView(
         connection_id=connection_id,
@@ -470,6 +560,9 @@ def _view_from_row(row: Sequence[Any]) -> ConnectionView:
         accounts_error=accounts_error,
         last_authorized_at=last_authorized_at,
         last_synced_at=last_synced_at,
+        reauthorization_failed_at=reauthorization_failed_at,
+        reauthorization_error=reauthorization_error,
+        deleted_at=deleted_at,
     )
 
 
@@ -501,10 +594,14 @@ def _connection_from_row(row: Sequence[Any]) -> Connection:
         status,
         version,
         session_id,
-        last_occurred_at,
+        session_opened_at,
+        session_opened_by,
         status_changed_at,
         substages,
         timed_out_from,
+        holds_credentials,
+        deleted_at,
+        marks,
     ) = row
     return Connection(
         connection_id=connection_id,
@@ -513,11 +610,47 @@ def _connection_from_row(row: Sequence[Any]) -> Connection:
         version=version,
         loaded_version=version,
         session_id=session_id,
-        last_occurred_at=last_occurred_at,
+        session_opened_at=session_opened_at,
+        session_opened_by=session_opened_by,
         status_changed_at=status_changed_at,
         completed_substages=frozenset(Substage(s) for s in substages),
         timed_out_from=None if timed_out_from is None else Status(timed_out_from),
+        holds_credentials=holds_credentials,
+        deleted_at=deleted_at,
+        producer_marks=dict(_mark_from_json(m) for m in marks),
     )
+
+
+def _mark_from_json(mark: Sequence[Any]) -> tuple[MarkKey, ProducerMark]:
+    producer, of_status, occurred_at, event_type, substage = mark
+    return (producer, of_status), ProducerMark(
+        datetime.fromisoformat(occurred_at),
+        EventType(event_type),
+        Substage(substage) if substage else None,
+    )
+
+
+def _marks_json(connections: list[Connection]) -> Jsonb:
+    """Every connection's producer marks as one document, keyed by connection id."""
+    return Jsonb(
+        {
+            c.connection_id: [
+                [
+                    producer,
+                    of_status,
+                    m.occurred_at.isoformat(),
+                    m.event_type.value,
+                    _value(m.substage),
+                ]
+                for (producer, of_status), m in c.producer_marks.items()
+            ]
+            for c in connections
+        }
+    )
+
+
+def _value(substage: Substage | None) -> str | None:
+    return substage.value if substage else None
 
 
 def _columns(connections: list[Connection]) -> tuple[list[Any], ...]:
@@ -527,10 +660,13 @@ def _columns(connections: list[Connection]) -> tuple[list[Any], ...]:
         [int(c.status) for c in connections],
         [c.version for c in connections],
         [c.session_id for c in connections],
-        [c.last_occurred_at for c in connections],
+        [c.session_opened_at for c in connections],
+        [c.session_opened_by for c in connections],
         [c.status_changed_at for c in connections],
         [",".join(sorted(s.value for s in c.completed_substages)) for c in connections],
         [None if c.timed_out_from is None else int(c.timed_out_from) for c in connections],
+        [c.holds_credentials for c in connections],
+        [c.deleted_at for c in connections],
     )
 
 

@@ -90,6 +90,8 @@ class ConnectionSummary:
     created: datetime
     last_authorization: datetime | None
     last_sync: datetime | None
+    reauthorization_failed_at: datetime | None
+    reauthorization_error: str | None
     sync_frequency_minutes: int
     can_extract: bool
 
@@ -162,7 +164,8 @@ _SUMMARY = (
     "SELECT v.connection_id, v.app, v.business_account, v.business_account_id, "
     "v.credentials_valid, v.credentials_error, v.accounts_state, v.account_count, "
     "v.active_account_count, v.status, "
-    "v.created_at, v.last_authorized_at, v.last_synced_at, v.sync_frequency_minutes "
+    "v.created_at, v.last_authorized_at, v.last_synced_at, v.reauthorization_failed_at, "
+    "v.reauthorization_error, v.sync_frequency_minutes "
     "FROM connection_view v"
 )
 
@@ -182,6 +185,8 @@ def _summary(row: sa.Row) -> ConnectionSummary:
         created,
         last_auth,
         last_sync,
+        reauthorization_failed_at,
+        reauthorization_error,
         frequency,
     ) = row
     return ConnectionSummary(
@@ -200,6 +205,8 @@ def _summary(row: sa.Row) -> ConnectionSummary:
         created=created,
         last_authorization=last_auth,
         last_sync=last_sync,
+        reauthorization_failed_at=reauthorization_failed_at,
+        reauthorization_error=reauthorization_error,
         sync_frequency_minutes=frequency,
         can_extract=can_extract(valid, active, None),
     )

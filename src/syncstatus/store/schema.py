@@ -8,6 +8,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Identity,
     Index,
     Integer,
     MetaData,
@@ -31,12 +32,34 @@ connections = Table(
     Column("status", SmallInteger, nullable=False),
     Column("version", Integer, nullable=False, comment="sequence number of the last transition"),
     Column("session_id", Text, nullable=False),
-    Column("last_occurred_at", DateTime(timezone=True), nullable=False),
     Column("status_changed_at", DateTime(timezone=True), nullable=False),
     Column("completed_substages", ARRAY(Text), nullable=False, server_default=text("'{}'")),
     Column("timed_out_from", SmallInteger),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("session_opened_at", DateTime(timezone=True)),
+    Column("session_opened_by", Text),
+    Column("holds_credentials", Boolean),
+    Column("deleted_at", DateTime(timezone=True)),
+    Column(
+        "producer_marks",
+        JSONB,
+        nullable=False,
+        server_default=text("'[]'"),
+        comment="[producer, of status changes, occurred_at, event type, substage] of the "
+        "latest applied event of each producer",
+    ),
     Index("connections_status_since", "status", "status_changed_at"),
+)
+
+connection_sessions = Table(
+    "connection_sessions",
+    metadata,
+    Column("connection_id", Text, nullable=False),
+    Column("session_id", Text, nullable=False),
+    Column("opened_at", DateTime(timezone=True), nullable=False),
+    Column("opened_by", Text, nullable=False),
+    Column("sequence", Integer, comment="first transition; null: judged older, never current"),
+    PrimaryKeyConstraint("connection_id", "session_id"),
 )
 
 status_history = Table(
@@ -87,6 +110,7 @@ parked_events = Table(
     Column("parked_at", DateTime(timezone=True), nullable=False),
     Column("event", JSONB, nullable=False),
     Column("origin", JSONB),
+    Column("arrival", BigInteger, Identity(), nullable=False),
     Index("parked_events_connection", "connection_id"),
     Index("parked_events_parked_at", "parked_at"),
 )
@@ -126,6 +150,8 @@ connection_view = Table(
     Column("active_account_count", Integer, nullable=False, server_default=text("0")),
     Column("last_authorized_at", DateTime(timezone=True)),
     Column("last_synced_at", DateTime(timezone=True)),
+    Column("reauthorization_failed_at", DateTime(timezone=True)),
+    Column("reauthorization_error", Text),
     Column("sync_frequency_minutes", Integer, nullable=False, server_default=text("1440")),
     Column("next_sync_at", DateTime(timezone=True)),
     Column("next_accounts_sync_at", DateTime(timezone=True)),

@@ -198,12 +198,15 @@ function credentialsBadge(summary, testid) {
     return h("span", { class: "muted", "data-testid": testid, title: "Not authorized yet" }, "—");
   }
   const ok = summary.credentials === "Active";
+  const unfinished = ok && summary.reauthorization_failed_at
+    ? ` — a re-authorization on ${day(summary.reauthorization_failed_at)} was not completed: ${summary.reauthorization_error || "not completed"}`
+    : "";
   return h(
     "span",
     {
       class: `badge ${ok ? "badge-ok" : "badge-error"}`,
       "data-testid": testid,
-      title: ok ? "The credentials are valid" : summary.credentials_error || "Invalid credentials",
+      title: ok ? `The credentials are valid${unfinished}` : summary.credentials_error || "Invalid credentials",
     },
     summary.credentials,
   );
