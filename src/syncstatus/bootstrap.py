@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import sqlalchemy as sa
-import sqlalchemy.exc
 from kafka import KafkaConsumer, KafkaProducer
 
 from syncstatus.consumers.event_consumer import EventConsumer
@@ -24,6 +23,7 @@ from syncstatus.service import Loop, Service
 from syncstatus.settings import Settings
 from syncstatus.store.commands import CommandStore
 from syncstatus.store.database import create_engine, database_reachable, migrate
+from syncstatus.store.errors import DATABASE
 from syncstatus.store.notifications import NewRows
 from syncstatus.store.outbox import OutboxStore
 from syncstatus.store.postgres import PostgresStore
@@ -159,13 +159,14 @@ def build_service(application: Application) -> Service:
             Loop("pruner", pruner.run),
             Loop("command-relay", command_relay.run),
             Loop("scheduler", scheduler.run),
-        ]
+        ],
+        on_failure=lambda name: metrics.loop_failures.labels(name).inc(),
     )
 
     def backlog(index: int) -> float:
         try:
             return float(outbox.backlog()[index])
-        except sqlalchemy.exc.DBAPIError:
+        except DATABASE:
             return float("nan")
 
     metrics.outbox_backlog.set_function(lambda: backlog(0))
@@ -176,6 +177,7 @@ def build_service(application: Application) -> Service:
         checks = {
             "database": database_reachable(application.database),
             "partitions_assigned": bool(event_consumer.assignment),
+            "loops_running": not service.failing,
         }
         return all(checks.values()), checks
 

@@ -53,6 +53,7 @@ class EventLimits:
     max_attributes: int = 64
     max_accounts: int = 10_000
     max_clock_skew: timedelta = timedelta(hours=1)
+    earliest: datetime = datetime(2000, 1, 1, tzinfo=UTC)
 
     def check(self, event: SessionEvent, now: datetime) -> None:
         """Raise MessageRejected(INVALID_EVENT) for an event beyond the limits."""
@@ -72,6 +73,11 @@ class EventLimits:
             self._text("account status", account.status, self.max_id_length)
         if event.occurred_at - now > self.max_clock_skew:
             self._refuse(f"occurred_at {event.occurred_at.isoformat()} is in the future")
+        if event.occurred_at < self.earliest:
+            self._refuse(
+                f"occurred_at {event.occurred_at.isoformat()} is before "
+                f"{self.earliest.isoformat()}: a zero or default timestamp"
+            )
 
     def _text(self, name: str, value: str, limit: int) -> None:
         if len(value) > limit:

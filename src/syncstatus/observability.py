@@ -65,6 +65,12 @@ class Metrics:
             "Age of the oldest unpublished status change",
             registry=r,
         )
+        self.loop_failures = Counter(
+            "syncstatus_loop_failures",
+            "Loops that failed and were started again",
+            ["loop"],
+            registry=r,
+        )
         self.assigned_partitions = Gauge(
             "syncstatus_consumer_assigned_partitions",
             "Input partitions assigned to this process",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -22,14 +23,27 @@ class Service:
     """Each loop gets its own thread and the shared stop flag.
 
     SIGTERM or SIGINT sets the flag: the consumer finishes and commits the batch in hand, the
-    relays finish their round, and `run` returns 0. A loop that dies of an unexpected error
-    stops the others and `run` returns 1, so a supervisor restarts the process.
+    relays finish their round, and `run` returns 0. A loop that fails is logged, counted and
+    started again after a pause that doubles up to a minute, so one bad row or one odd error
+    of a dependency never stops the whole service; `failing` names the loops that failed in
+    the last minute, for /readyz.
     """
 
-    def __init__(self, loops: list[Loop]) -> None:
+    RESTART_PAUSE_S = 1.0
+    MAX_PAUSE_S = 60.0
+
+    def __init__(
+        self, loops: list[Loop], on_failure: Callable[[str], None] = lambda _: None
+    ) -> None:
         self.loops = loops
         self.stop = threading.Event()
-        self._failed = threading.Event()
+        self._on_failure = on_failure
+        self._failed_at: dict[str, float] = {}
+
+    @property
+    def failing(self) -> list[str]:
+        recent = time.monotonic() - self.MAX_PAUSE_S
+        return sorted(name for name, at in self._failed_at.items() if at > recent)
 
     def run(self, handle_signals: bool = True) -> int:
         if handle_signals:
@@ -46,17 +60,30 @@ class Service:
             pass
         for thread in threads:
             thread.join()
-        log.info("service stopped", failed=self._failed.is_set())
-        return 1 if self._failed.is_set() else 0
+        log.info("service stopped")
+        return 0
 
     def _on_signal(self, signum: int, _frame: object) -> None:
         log.info("stopping", signal=signal.Signals(signum).name)
         self.stop.set()
 
     def _guard(self, loop: Loop) -> None:
-        try:
-            loop.run(self.stop)
-        except Exception:
-            log.exception("loop failed", loop=loop.name)
-            self._failed.set()
-            self.stop.set()
+        pause = self.RESTART_PAUSE_S
+        while not self.stop.is_set():
+            started = time.monotonic()
+            try:
+                loop.run(self.stop)
+                return
+            except Exception as error:
+                self._failed_at[loop.name] = time.monotonic()
+                self._on_failure(loop.name)
+                if time.monotonic() - started > self.MAX_PAUSE_S:
+                    pause = self.RESTART_PAUSE_S
+                log.exception(
+                    "loop failed; starting it again",
+                    loop=loop.name,
+                    error_type=f"{type(error).__module__}.{type(error).__qualname__}",
+                    pause_s=pause,
+                )
+            self.stop.wait(pause)
+            pause = min(pause * 2, self.MAX_PAUSE_S)

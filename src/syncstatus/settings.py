@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
@@ -148,12 +148,22 @@ class Settings(BaseSettings):
     max_clock_skew_s: float = Field(
         3600, gt=0, description="Events stamped further in the future than this are refused."
     )
+    earliest_occurred_at: datetime = Field(
+        datetime(2000, 1, 1, tzinfo=UTC),
+        description="Events stamped before this are refused (zero and default timestamps).",
+    )
 
     @field_validator("api_token")
     @classmethod
     def _blank_token_is_unset(cls, value: SecretStr | None) -> SecretStr | None:
         """Compose passes an unset variable as empty; that must refuse writes, not accept ""."""
         return value if value is not None and value.get_secret_value().strip() else None
+
+    @field_validator("earliest_occurred_at")
+    @classmethod
+    def _earliest_in_utc(cls, value: datetime) -> datetime:
+        """A bound without a zone is UTC, so it compares with every event's stamp."""
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
 
     @field_validator("stage_timeouts_s")
     @classmethod
@@ -182,6 +192,7 @@ class Settings(BaseSettings):
             max_attributes=self.max_attributes,
             max_accounts=self.max_accounts,
             max_clock_skew=timedelta(seconds=self.max_clock_skew_s),
+            earliest=self.earliest_occurred_at,
         )
 
     def policy(self) -> Policy:

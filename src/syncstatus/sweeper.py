@@ -6,11 +6,11 @@ import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-import sqlalchemy.exc
 import structlog
 
 from syncstatus.engine import BatchResult, StatusEngine, utc_now
 from syncstatus.store.commands import CommandStore
+from syncstatus.store.errors import DATABASE
 from syncstatus.store.postgres import ConcurrentUpdate
 from syncstatus.store.retention import RetentionStore
 
@@ -33,7 +33,7 @@ class TimeoutSweeper:
             try:
                 while (result := self._engine.sweep()).outcomes or result.refusals:
                     self._report(result)
-            except sqlalchemy.exc.DBAPIError as error:
+            except DATABASE as error:
                 log.warning("sweeper cannot reach the database", error=str(error).splitlines()[0])
             except ConcurrentUpdate as error:
                 log.warning("sweep kept losing races; trying again next interval", error=str(error))
@@ -81,7 +81,7 @@ class RetentionPruner:
         while not stop.wait(self._interval_s):
             try:
                 pruned = self._store.prune(self._clock(), self._outbox_for, self._event_ids_for)
-            except sqlalchemy.exc.DBAPIError as error:
+            except DATABASE as error:
                 log.warning("pruner cannot reach the database", error=str(error).splitlines()[0])
                 continue
             if pruned.outbox or pruned.event_ids or pruned.scheduled_commands:
@@ -113,5 +113,5 @@ class CommandScheduler:
             try:
                 while self._store.schedule_due(self._clock(), self._accounts_every, 500):
                     pass
-            except sqlalchemy.exc.DBAPIError as error:
+            except DATABASE as error:
                 log.warning("scheduler cannot reach the database", error=str(error).splitlines()[0])

@@ -120,10 +120,14 @@ def test_oversized_messages_are_refused_unread():
 def test_far_future_and_far_past_timestamps():
     with pytest.raises(MessageRejected, match="in the future"):
         MESSAGES.decode(MESSAGES.codec.encode(record(occurred_at=NOW + timedelta(days=3650))), NOW)
+    with pytest.raises(MessageRejected, match="before 2000-01-01"):
+        MESSAGES.decode(
+            MESSAGES.codec.encode(record(occurred_at=datetime(1971, 1, 1, tzinfo=UTC))), NOW
+        )
     old = MESSAGES.decode(
-        MESSAGES.codec.encode(record(occurred_at=datetime(1971, 1, 1, tzinfo=UTC))), NOW
+        MESSAGES.codec.encode(record(occurred_at=datetime(2001, 1, 1, tzinfo=UTC))), NOW
     )
-    assert old.occurred_at.year == 1971  # decodes; the engine judges it (stale or parked)
+    assert old.occurred_at.year == 2001  # decodes; the engine judges it (stale or parked)
 
 
 def test_non_utf8_strings_are_undecodable():

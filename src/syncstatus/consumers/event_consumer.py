@@ -7,7 +7,6 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-import sqlalchemy.exc
 import structlog
 from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
@@ -20,6 +19,7 @@ from syncstatus.messages import EventMessages, MessageRejected
 from syncstatus.origin import Origin
 from syncstatus.statemachine.connection import Outcome, RefusalReason
 from syncstatus.statemachine.events import EventFamily
+from syncstatus.store.errors import TRANSIENT
 from syncstatus.store.postgres import ConcurrentUpdate, RejectedMessage
 
 log = structlog.get_logger(__name__)
@@ -35,7 +35,7 @@ class BatchReport:
     seconds: float
 
 
-RETRIED = (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, ConcurrentUpdate)
+RETRIED = (*TRANSIENT, ConcurrentUpdate)
 
 
 class EventConsumer:

@@ -13,7 +13,6 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import sqlalchemy.exc
 import structlog
 from kafka import KafkaProducer
 from kafka.errors import KafkaError, KafkaTimeoutError
@@ -21,6 +20,7 @@ from kafka.errors import KafkaError, KafkaTimeoutError
 from syncstatus.messages import CommandMessages, EventMessages, StatusChangeMessages
 from syncstatus.statemachine.commands import IssuedCommand
 from syncstatus.statemachine.connection import Transition
+from syncstatus.store.errors import DATABASE
 from syncstatus.store.outbox import DeadLetter, RelayBatch
 
 log = structlog.get_logger(__name__)
@@ -74,7 +74,7 @@ class Relay:
             while not stop.is_set():
                 try:
                     published = self.relay_once()
-                except sqlalchemy.exc.DBAPIError as error:
+                except DATABASE as error:
                     log.warning(
                         "relay cannot reach the database",
                         relay=self.name,

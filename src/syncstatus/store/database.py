@@ -8,12 +8,24 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 
+from syncstatus.store.errors import DATABASE
+
 MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+SESSION_OPTIONS = "-c timezone=UTC"
+"""Every session reads and writes timestamps in UTC: in a zone west of UTC, PostgreSQL renders
+the earliest timestamps as years BC, which no Python datetime can hold."""
 
 
 def create_engine(url: str, pool_size: int = 5) -> sa.Engine:
     """An engine that checks connections before use, so a database restart costs one retry."""
-    return sa.create_engine(url, pool_size=pool_size, pool_pre_ping=True)
+    return sa.create_engine(
+        url,
+        pool_size=pool_size,
+        pool_pre_ping=True,
+        connect_args={"options": SESSION_OPTIONS},
+    )
 
 
 def alembic_config(url: str) -> Config:
@@ -37,5 +49,5 @@ def database_reachable(engine: sa.Engine) -> bool:
         with engine.connect() as connection:
             connection.execute(sa.text("SELECT 1"))
         return True
-    except sa.exc.DBAPIError:
+    except DATABASE:
         return False

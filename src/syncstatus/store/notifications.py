@@ -7,6 +7,8 @@ import threading
 import psycopg
 import sqlalchemy as sa
 
+from syncstatus.store.database import SESSION_OPTIONS
+
 
 class NewRows:
     """Returns from `wait` as soon as a transaction that inserted into `table` commits.
@@ -25,7 +27,7 @@ class NewRows:
         try:
             if self._connection is None:
                 self._connection = psycopg.connect(
-                    self._conninfo, autocommit=True, connect_timeout=5
+                    self._conninfo, autocommit=True, connect_timeout=5, options=SESSION_OPTIONS
                 )
                 self._connection.execute(f"LISTEN {self._channel}")
                 return  # rows may have come before we listened: look once more
