@@ -6,6 +6,7 @@ every side encodes exactly the same way.
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -42,6 +43,11 @@ class MessageRejected(Exception):
         self.detail = detail
 
 
+DEFAULT_ID_PATTERN = r"(?!\.\.?$)[^\x00-\x1f\x7f/\\]+"
+"""Connection, session, app and producer ids: no control characters, no slash or backslash,
+not `.` or `..`, so every id the consumer takes is one URL path segment the API can serve."""
+
+
 @dataclass(frozen=True, slots=True)
 class EventLimits:
     """What a well-formed input message may hold; anything beyond is refused as invalid
@@ -49,6 +55,7 @@ class EventLimits:
 
     max_message_bytes: int = 1_048_576
     max_id_length: int = 256
+    id_pattern: re.Pattern[str] = re.compile(DEFAULT_ID_PATTERN)
     max_text_length: int = 4096
     max_attributes: int = 64
     max_accounts: int = 10_000
@@ -59,6 +66,8 @@ class EventLimits:
         """Raise MessageRejected(INVALID_EVENT) for an event beyond the limits."""
         for name in ("connection_id", "session_id", "app", "producer"):
             self._text(name, getattr(event, name), self.max_id_length)
+            if not self.id_pattern.fullmatch(getattr(event, name)):
+                self._refuse(f"{name} {getattr(event, name)[:80]!r} does not match the id rule")
         self._text("error", event.error or "", self.max_text_length)
         if len(event.attributes) > self.max_attributes:
             self._refuse(f"{len(event.attributes)} attributes; at most {self.max_attributes}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
@@ -9,7 +10,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
-from syncstatus.messages import EventLimits
+from syncstatus.messages import DEFAULT_ID_PATTERN, EventLimits
 from syncstatus.statemachine.connection import TIMEOUT_STATUSES, Policy
 from syncstatus.statemachine.statuses import Status
 
@@ -140,6 +141,11 @@ class Settings(BaseSettings):
     max_id_length: int = Field(
         256, gt=0, description="Longest connection, session, app, producer or account id."
     )
+    id_pattern: str = Field(
+        DEFAULT_ID_PATTERN,
+        description="Regular expression every connection, session, app and producer id must "
+        "match whole; the API serves exactly these ids.",
+    )
     max_text_length: int = Field(
         4096, gt=0, description="Longest error text, attribute value or account name."
     )
@@ -158,6 +164,12 @@ class Settings(BaseSettings):
     def _blank_token_is_unset(cls, value: SecretStr | None) -> SecretStr | None:
         """Compose passes an unset variable as empty; that must refuse writes, not accept ""."""
         return value if value is not None and value.get_secret_value().strip() else None
+
+    @field_validator("id_pattern")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        re.compile(value)
+        return value
 
     @field_validator("earliest_occurred_at")
     @classmethod
@@ -188,6 +200,7 @@ class Settings(BaseSettings):
         return EventLimits(
             max_message_bytes=self.max_message_bytes,
             max_id_length=self.max_id_length,
+            id_pattern=re.compile(self.id_pattern),
             max_text_length=self.max_text_length,
             max_attributes=self.max_attributes,
             max_accounts=self.max_accounts,

@@ -97,7 +97,7 @@ def story(
     segments: list[tuple[list[SessionEvent], bool]] = []
     status, holds = None, False
     for index in range(rng.randint(1, 4)):
-        session = f"{connection_id}/s{index}"
+        session = f"{connection_id}:s{index}"
         writer.now += tolerance * 4 + timedelta(minutes=rng.randint(1, 600))
         writer.events = []
         status, holds = _session(writer, session, status, holds, app in dedup_apps)
@@ -205,7 +205,7 @@ def _pipeline(w: _Writer, session: str, opener, dedup: bool) -> str:
 def _accounts(w: _Writer, session: str) -> None:
     if w.rng.random() < 0.5:
         return None
-    named = session if w.rng.random() < 0.5 else f"{session}/accounts"
+    named = session if w.rng.random() < 0.5 else f"{session}:accounts"
     w.emit(E.ACCOUNTS_SYNC_STARTED, named, "auth")
     if w.rng.random() < 0.15:
         w.emit(E.ACCOUNTS_SYNC_FAILED, named, "auth", error="quota")
@@ -223,7 +223,7 @@ def _revocation(w: _Writer, session: str) -> str | None:
     if w.rng.random() > 0.15:
         return None
     kind = w.rng.choice([E.DEAUTHORIZED, E.DISCONNECTED])
-    named = session if w.rng.random() < 0.5 else f"{session}/revoked"
+    named = session if w.rng.random() < 0.5 else f"{session}:revoked"
     w.emit(kind, named, w.rng.choice(["auth", "admin"]), error="access revoked")
     return "DEAUTHORIZED" if kind is E.DEAUTHORIZED else "DISCONNECTED"
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 import pytest
 import schemathesis
 from fastapi.testclient import TestClient
@@ -11,6 +13,7 @@ from hypothesis import strategies as st
 
 from syncstatus.api.app import create_app
 from syncstatus.bootstrap import build
+from syncstatus.messages import EventMessages, MessageRejected
 from syncstatus.settings import Settings
 from syncstatus.statemachine.events import Account, EventType
 
@@ -224,3 +227,35 @@ def test_no_input_makes_the_api_fail(case):
     case.headers = {**(case.headers or {}), **AUTH}
     response = case.call()
     assert response.status_code < 500, (case.method, case.path, response.text)
+
+
+ID_RULE = Settings().id_pattern
+
+
+@hypothesis_settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    connection_id=st.from_regex(ID_RULE, fullmatch=True).filter(lambda i: len(i) <= 256),
+    session_id=st.from_regex(ID_RULE, fullmatch=True).filter(lambda i: len(i) <= 256),
+)
+def test_every_id_the_consumer_takes_is_reachable_by_every_route(
+    application, client, connection_id, session_id
+):
+    """One id rule: what the consumer's decoder accepts, each route serves."""
+    messages = EventMessages(application.settings.event_limits())
+    started = event(E.AUTHORIZATION_STARTED, connection_id, session_id)
+    application.engine.apply_event(messages.decode(messages.encode(started)))
+    path = f"/connections/{quote(connection_id, safe='')}"
+    assert client.get(path).status_code == 200, connection_id
+    assert client.get(f"{path}/history").status_code == 200
+    assert client.get(f"{path}/sessions/{quote(session_id, safe='')}").status_code == 200
+
+
+@pytest.mark.parametrize("bad", ["a/b", "a\\b", "tab\there", "line\nfeed", "del\x7f", ".", ".."])
+def test_ids_no_route_could_serve_are_refused_by_the_consumer_and_the_api(client, bad):
+    messages = EventMessages(Settings().event_limits())
+    with pytest.raises(MessageRejected, match="does not match the id rule"):
+        messages.decode(messages.encode(event(E.AUTHORIZATION_STARTED, bad)))
+    if "/" not in bad and bad not in (".", ".."):  # those never reach the id route at all
+        assert client.get(f"/connections/{quote(bad, safe='')}").status_code == 422

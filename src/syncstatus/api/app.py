@@ -5,6 +5,8 @@ every rule lives in the domain.
 """
 
 import hmac
+import re
+from collections.abc import Callable
 from dataclasses import asdict
 from datetime import datetime
 from enum import StrEnum
@@ -16,7 +18,7 @@ from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from syncstatus.bootstrap import Application
 from syncstatus.docs import transition_rows
@@ -179,6 +181,18 @@ class ErrorOut(BaseModel):
     detail: str
 
 
+def _id_rule(pattern: str) -> Callable[[str], str]:
+    """The consumer's id rule, in Python's regex engine (pydantic's has no look-ahead)."""
+    compiled = re.compile(pattern)
+
+    def check(value: str) -> str:
+        if not compiled.fullmatch(value):
+            raise ValueError("not an id syncstatus takes")
+        return value
+
+    return check
+
+
 def _status(code: int) -> StatusOut:
     status = Status(code)
     return StatusOut(
@@ -240,7 +254,9 @@ def create_app(application: Application) -> FastAPI:
     )
     bearer = HTTPBearer(auto_error=False)
     Id = Annotated[
-        str, PathParam(min_length=1, max_length=settings.max_id_length, pattern=PRINTABLE)
+        str,
+        PathParam(min_length=1, max_length=settings.max_id_length),
+        AfterValidator(_id_rule(settings.id_pattern)),
     ]
 
     def operator(
