@@ -182,5 +182,8 @@ def build_service(application: Application) -> Service:
         return all(checks.values()), checks
 
     app = health_app(metrics, lambda: not service.stop.is_set(), ready)
-    service.loops.append(Loop("http", HttpEndpoint(app, settings.metrics_port).run))
+    endpoint = HttpEndpoint(
+        app, settings.metrics_port, settings.metrics_host, settings.api_request_timeout_s
+    )
+    service.loops.append(Loop("http", endpoint.run))
     return service

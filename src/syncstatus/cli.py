@@ -40,13 +40,16 @@ def api() -> None:
     import uvicorn
 
     from syncstatus.api.app import create_app
+    from syncstatus.observability import server_config
 
     settings = Settings()
     configure_logging(settings.log_level, settings.log_json)
     application = build(settings)
-    uvicorn.run(
-        create_app(application), host=settings.api_host, port=settings.api_port, log_level="warning"
+    app = create_app(application)
+    config = server_config(
+        app, settings.api_host, settings.api_port, settings.api_request_timeout_s
     )
+    uvicorn.Server(config).run()
     application.close()
 
 
@@ -72,7 +75,12 @@ def dev(
         from syncstatus.api.app import create_app
         from syncstatus.observability import HttpEndpoint
 
-        dashboard = HttpEndpoint(create_app(application), settings.api_port, host="127.0.0.1")
+        dashboard = HttpEndpoint(
+            create_app(application),
+            settings.api_port,
+            "127.0.0.1",
+            settings.api_request_timeout_s,
+        )
         service.loops.append(Loop("api", dashboard.run))
         typer.echo(
             f"syncstatus is running\n"

@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route
 
+from syncstatus.api.guard import deadline_protocol
 from syncstatus.consumers.event_consumer import BatchReport
 from syncstatus.engine import BatchResult
 
@@ -123,13 +124,24 @@ def health_app(
     )
 
 
+def server_config(app, host: str, port: int, request_timeout_s: float) -> uvicorn.Config:  # noqa: ANN001
+    """uvicorn with a deadline for each request to arrive whole (see api.guard)."""
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        http=deadline_protocol(request_timeout_s),
+        timeout_keep_alive=5,
+    )
+
+
 class HttpEndpoint:
     """Serves an ASGI app from a loop of the service, stopping with it."""
 
-    def __init__(self, app: Starlette, port: int, host: str = "0.0.0.0") -> None:
-        self._server = uvicorn.Server(
-            uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
-        )
+    def __init__(self, app: Starlette, port: int, host: str, request_timeout_s: float = 10) -> None:
+        self._server = uvicorn.Server(server_config(app, host, port, request_timeout_s))
         self._server.install_signal_handlers = lambda: None
 
     def run(self, stop: threading.Event) -> None:

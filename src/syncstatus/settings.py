@@ -47,6 +47,19 @@ class Settings(BaseSettings):
     api_token: SecretStr | None = Field(
         None, description="Bearer token the API's write endpoints require (unset: all refused)."
     )
+    api_max_body_bytes: int = Field(
+        65536, gt=0, description="Largest request body the API reads (larger: 413)."
+    )
+    api_request_timeout_s: float = Field(
+        10,
+        gt=0,
+        description="Seconds a connection has to deliver a whole request before it is closed.",
+    )
+    api_docs: bool = Field(
+        False,
+        description="Serve the OpenAPI page at /docs (it loads swagger-ui from a CDN, so it "
+        "goes without the dashboard's Content-Security-Policy); /openapi.json is always served.",
+    )
     scheduler_interval_s: float = Field(
         30, gt=0, description="Seconds between looks for connections due a sync."
     )
@@ -55,6 +68,9 @@ class Settings(BaseSettings):
     )
     metrics_port: int = Field(
         9108, gt=0, lt=65536, description="Port of /metrics, /healthz and /readyz."
+    )
+    metrics_host: str = Field(
+        "0.0.0.0", description="Address /metrics, /healthz and /readyz listen on."
     )
     authorization_timeout_s: float = Field(
         900, gt=0, description="Seconds in Authorization (6) before it times out (20)."

@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import socket
 import threading
+import time
+import urllib.request
 from datetime import UTC, datetime
 
 import pytest
 import sqlalchemy as sa
 from kafka.consumer.fetcher import ConsumerRecord
 
+from syncstatus.api.app import create_app
+from syncstatus.bootstrap import build
 from syncstatus.consumers.event_consumer import EventConsumer
+from syncstatus.embedded import free_port
 from syncstatus.engine import StatusEngine
 from syncstatus.messages import EventLimits, EventMessages, MessageRejected
+from syncstatus.observability import HttpEndpoint
+from syncstatus.settings import Settings
 from syncstatus.statemachine.connection import Policy, RefusalReason
 from syncstatus.statemachine.events import EventFamily, EventType
 from syncstatus.store.database import create_engine
@@ -20,6 +28,7 @@ from syncstatus.store.postgres import PostgresStore
 from syncstatus.store.queries import StatusQueries
 
 from ..unit.factories import event
+from .support import http_get, running_service, settings_for
 
 YEAR_ONE = datetime(1, 1, 1, tzinfo=UTC)
 
@@ -103,3 +112,95 @@ def test_a_lock_timeout_is_waited_out_never_dead_lettered(db_engine, database_ur
     with db_engine.connect() as connection:
         assert connection.execute(sa.text("SELECT count(*) FROM dead_letters")).scalar() == 0
         assert connection.execute(sa.text("SELECT status FROM connections")).scalar() == 6
+
+
+@pytest.fixture
+def served(db_engine, database_url):
+    """The API on a real uvicorn server, as `syncstatus api` runs it."""
+    settings = Settings(
+        database_url=database_url,
+        api_token="t0ken",
+        api_request_timeout_s=1,
+        api_max_body_bytes=1024,
+    )
+    application = build(settings)
+    port = free_port()
+    endpoint = HttpEndpoint(create_app(application), port, "127.0.0.1", 1)
+    stop = threading.Event()
+    thread = threading.Thread(target=endpoint.run, args=(stop,), daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while http_get(port, "/connections")[0] == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    yield port
+    stop.set()
+    thread.join(10)
+    application.close()
+
+
+def exchange(port: int, request: bytes, wait_s: float = 5) -> bytes:
+    """Send raw bytes and read what the server answers until it closes or goes quiet."""
+    with socket.create_connection(("127.0.0.1", port), timeout=wait_s) as sock:
+        sock.sendall(request)
+        answer = b""
+        try:
+            while chunk := sock.recv(65536):
+                answer += chunk
+        except TimeoutError:
+            pass
+    return answer
+
+
+def test_a_write_without_a_token_is_refused_before_its_body_is_read(served):
+    huge = b"PUT /connections/x/sync-frequency HTTP/1.1\r\nHost: x\r\nContent-Length: 300000000\r\n"
+    answer = exchange(served, huge + b"Content-Type: application/json\r\n\r\n" + b"{" * 1000)
+    assert answer.startswith(b"HTTP/1.1 401")
+    forged = exchange(served, huge + b"Authorization: Bearer nope\r\n\r\n")
+    assert forged.startswith(b"HTTP/1.1 403")
+
+
+def test_bodies_over_the_cap_are_413_declared_or_streamed(served):
+    headers = (
+        b"PUT /connections/x/sync-frequency HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t0ken\r\n"
+    )
+    declared = exchange(served, headers + b"Content-Length: 100000\r\n\r\n")
+    assert declared.startswith(b"HTTP/1.1 413")
+    chunk = b"800\r\n" + b"x" * 0x800 + b"\r\n"
+    streamed = exchange(served, headers + b"Transfer-Encoding: chunked\r\n\r\n" + chunk)
+    assert streamed.startswith(b"HTTP/1.1 413")
+
+
+def test_a_connection_that_never_finishes_its_request_is_closed(served):
+    started = time.monotonic()
+    answer = exchange(served, b"GET /connections HTTP/1.1\r\nHost: x\r\n", wait_s=10)
+    assert answer == b""
+    assert time.monotonic() - started < 5, "held open past the request deadline"
+
+
+def test_every_response_carries_the_browser_security_headers(served):
+    with urllib.request.urlopen(f"http://127.0.0.1:{served}/", timeout=5) as response:
+        headers = response.headers
+    assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]
+    assert "script-src" not in headers["Content-Security-Policy"]  # default-src 'self' covers it
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    assert headers["X-Frame-Options"] == "DENY"
+    assert headers["Referrer-Policy"] == "no-referrer"
+    assert http_get(served, "/docs")[0] == 404
+    assert http_get(served, "/openapi.json")[0] == 200
+
+
+def test_metrics_listen_on_the_configured_host_only(kafka, database_url):
+    settings = settings_for(kafka, database_url, metrics_host="127.0.0.2")
+    with running_service(settings):
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(
+                    f"http://127.0.0.2:{settings.metrics_port}/healthz", timeout=2
+                )
+                break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            pytest.fail("nothing listens on 127.0.0.2")
+        assert http_get(settings.metrics_port, "/healthz")[0] == 0  # 127.0.0.1: nothing

@@ -4,7 +4,6 @@ Handlers only translate HTTP to the read model (`ConnectionQueries`) and the com
 every rule lives in the domain.
 """
 
-import hmac
 import re
 from collections.abc import Callable
 from dataclasses import asdict
@@ -20,6 +19,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from syncstatus.api.guard import REFUSED, RequestGuard, token_matches
 from syncstatus.bootstrap import Application
 from syncstatus.docs import transition_rows
 from syncstatus.statemachine.commands import (
@@ -251,6 +251,14 @@ def create_app(application: Application) -> FastAPI:
         description="Connected sources, their accounts and sync history, and the commands a "
         "person may issue. Status changes themselves are published on Kafka "
         "(see docs/contract.md).",
+        docs_url="/docs" if settings.api_docs else None,
+        redoc_url=None,
+    )
+    api.add_middleware(
+        RequestGuard,
+        token=lambda: settings.api_token.get_secret_value() if settings.api_token else None,
+        max_body_bytes=settings.api_max_body_bytes,
+        relaxed_paths=("/docs",) if settings.api_docs else (),
     )
     bearer = HTTPBearer(auto_error=False)
     Id = Annotated[
@@ -262,16 +270,16 @@ def create_app(application: Application) -> FastAPI:
     def operator(
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     ) -> str:
-        """Write endpoints need the configured bearer token; without one set, none passes."""
-        if credentials is None:
-            raise HTTPException(
-                401, "a bearer token is required", headers={"WWW-Authenticate": "Bearer"}
-            )
+        """Write endpoints need the configured bearer token; without one set, none passes.
+        `RequestGuard` already refused the others before reading their bodies."""
+        header = None if credentials is None else f"Bearer {credentials.credentials}".encode()
         expected = settings.api_token.get_secret_value() if settings.api_token else None
-        if expected is None or not hmac.compare_digest(
-            credentials.credentials.encode(), expected.encode()
-        ):
-            raise HTTPException(403, "the bearer token is not valid")
+        if refused := token_matches(header, expected):
+            raise HTTPException(
+                refused,
+                REFUSED[refused],
+                headers={"WWW-Authenticate": "Bearer"} if refused == 401 else None,
+            )
         return "api"
 
     Operator = Annotated[str, Depends(operator)]

@@ -1,0 +1,177 @@
+"""What every request meets before the API reads it: the token of a write, a cap on bodies,
+the browser's security headers, and a deadline for a connection to deliver its request.
+
+The security headers keep the dashboard, which holds a token, from being framed, sniffed or
+fed scripts from elsewhere; only the OpenAPI page, when `SYNCSTATUS_API_DOCS` turns it on, goes
+without them, since it loads swagger-ui from a CDN.
+
+A write without a valid token is answered 401 or 403 before one byte of its body is read, so no
+one without a token can make the API buffer anything; a body over the cap is answered 413 after
+at most the cap was read.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import h11
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+READS = frozenset({"GET", "HEAD", "OPTIONS"})
+SECURITY_HEADERS = [
+    (
+        b"content-security-policy",
+        b"default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; "
+        b"form-action 'self'; frame-ancestors 'none'",
+    ),
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"cross-origin-opener-policy", b"same-origin"),
+]
+
+
+REFUSED = {401: "a bearer token is required", 403: "the bearer token is not valid"}
+
+
+def token_matches(header: bytes | None, expected: str | None) -> int:
+    """401 without a bearer token, 403 with a wrong one, 0 with the right one (constant time)."""
+    scheme, _, token = (header or b"").partition(b" ")
+    if scheme.lower() != b"bearer" or not token.strip():
+        return 401
+    if expected is None or not hmac.compare_digest(token.strip(), expected.encode()):
+        return 403
+    return 0
+
+
+class RequestGuard:
+    """ASGI middleware: security headers on every response; writes authenticated first, then
+    their body read whole, up to `max_body_bytes`, and handed on."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        token: Callable[[], str | None],
+        max_body_bytes: int,
+        relaxed_paths: tuple[str, ...] = (),
+    ) -> None:
+        self.app = app
+        self.token = token
+        self.max_body_bytes = max_body_bytes
+        self.relaxed_paths = relaxed_paths
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if not scope["path"].startswith(self.relaxed_paths or ("\0",)):
+            send = _with_security_headers(send)
+        if scope["method"] in READS:
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        refused = token_matches(headers.get(b"authorization"), self.token())
+        if refused:
+            await _answer(send, refused, REFUSED[refused], close=True)
+            return
+        declared = headers.get(b"content-length", b"0")
+        if not declared.isdigit() or int(declared) > self.max_body_bytes:
+            await _answer(send, 413, f"request bodies are at most {self.max_body_bytes} bytes")
+            return
+        body = await self._read_body(receive)
+        if body is None:
+            await _answer(send, 413, f"request bodies are at most {self.max_body_bytes} bytes")
+            return
+        await self.app(scope, _replay(body, receive), send)
+
+    async def _read_body(self, receive: Receive) -> bytes | None:
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return b"".join(chunks)
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                return None
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if sent:
+            return await receive()
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay
+
+
+def _with_security_headers(send: Send) -> Send:
+    async def wrapped(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            present = {name for name, _ in message.get("headers", [])}
+            message["headers"] = [
+                *message.get("headers", []),
+                *((n, v) for n, v in SECURITY_HEADERS if n not in present),
+            ]
+        await send(message)
+
+    return wrapped
+
+
+async def _answer(send: Send, status: int, detail: str, close: bool = False) -> None:
+    body = json.dumps({"detail": detail}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if status == 401:
+        headers.append((b"www-authenticate", b"Bearer"))
+    if close or status == 413:
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def deadline_protocol(request_timeout_s: float) -> type[H11Protocol]:
+    """uvicorn's HTTP/1.1 protocol with a deadline: a connection that has not delivered a whole
+    request within `request_timeout_s` of opening, or of its last response, is closed. uvicorn
+    times out only idle keep-alive connections, so a client sending its headers a byte at a time
+    could hold one open for as long as it liked."""
+
+    class DeadlineProtocol(H11Protocol):
+        def connection_made(self, transport) -> None:  # noqa: ANN001
+            super().connection_made(transport)
+            self._arm_deadline()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            self._arm_deadline()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._deadline.cancel()
+            super().connection_lost(exc)
+
+        def _arm_deadline(self) -> None:
+            previous = getattr(self, "_deadline", None)
+            if previous is not None:
+                previous.cancel()
+            self._deadline = self.loop.call_later(request_timeout_s, self._on_deadline)
+
+        def _on_deadline(self) -> None:
+            if self.conn.their_state not in (h11.DONE, h11.MUST_CLOSE, h11.CLOSED):
+                self.transport.close()
+
+    return DeadlineProtocol
