@@ -14,9 +14,11 @@ from syncstatus.kafka import client_config, ensure_topics, input_topics
 from syncstatus.messages import CommandMessages, EventMessages, StatusChangeMessages
 from syncstatus.observability import HttpEndpoint, Metrics, health_app
 from syncstatus.producers.relay import (
+    Oversize,
     Relay,
     command_message,
     dead_letter_message,
+    shrunk_dead_letter,
     status_change_message,
 )
 from syncstatus.service import Loop, Service
@@ -27,7 +29,7 @@ from syncstatus.store.errors import DATABASE
 from syncstatus.store.notifications import NewRows
 from syncstatus.store.outbox import OutboxStore
 from syncstatus.store.postgres import PostgresStore
-from syncstatus.store.queries import ConnectionQueries, StatusQueries
+from syncstatus.store.queries import ConnectionQueries, DeadLetterQueries, StatusQueries
 from syncstatus.store.retention import RetentionStore
 from syncstatus.sweeper import CommandScheduler, RetentionPruner, TimeoutSweeper
 
@@ -40,6 +42,7 @@ class Application:
     queries: StatusQueries
     connections: ConnectionQueries
     commands: CommandStore
+    dead_letters: DeadLetterQueries
 
     def close(self) -> None:
         self.database.dispose()
@@ -54,6 +57,7 @@ def build(settings: Settings) -> Application:
         queries=StatusQueries(database),
         connections=ConnectionQueries(database),
         commands=CommandStore(database, settings.policy()),
+        dead_letters=DeadLetterQueries(database),
     )
 
 
@@ -85,6 +89,7 @@ def build_service(application: Application) -> Service:
             enable_idempotence=True,
             linger_ms=5,
             max_block_ms=10000,
+            max_request_size=settings.kafka_max_record_bytes,
             request_timeout_ms=settings.delivery_timeout_ms // 2,
             delivery_timeout_ms=settings.delivery_timeout_ms,
         )
@@ -100,7 +105,7 @@ def build_service(application: Application) -> Service:
         metrics.record_batch,
     )
 
-    def relay(name, fetch, to_message, topic: str, table: str, published: str) -> Relay:
+    def relay(name, fetch, to_message, topic: str, table: str, published: str, shrink=None):
         return Relay(
             name,
             fetch,
@@ -111,6 +116,11 @@ def build_service(application: Application) -> Service:
             settings.relay_idle_s,
             flush_timeout_s,
             NewRows(application.database.url, table),
+            Oversize(
+                settings.kafka_max_record_bytes,
+                shrink,
+                metrics.oversize.labels(published).inc,
+            ),
             metrics.published.labels(published).inc,
         )
 
@@ -122,13 +132,15 @@ def build_service(application: Application) -> Service:
         "outbox",
         "status",
     )
+    whole_dead_letter = dead_letter_message(EventMessages())
     dead_letter_relay = relay(
         "dead-letter-relay",
         outbox.dead_letters,
-        dead_letter_message(EventMessages()),
+        whole_dead_letter,
         settings.topic_dead_letter,
         "dead_letters",
         "dead-letter",
+        shrunk_dead_letter(whole_dead_letter),
     )
     command_relay = relay(
         "command-relay",
@@ -163,14 +175,19 @@ def build_service(application: Application) -> Service:
         on_failure=lambda name: metrics.loop_failures.labels(name).inc(),
     )
 
-    def backlog(index: int) -> float:
+    def backlog(table: str, index: int) -> float:
         try:
-            return float(outbox.backlog()[index])
+            return float(outbox.backlog(table)[index])
         except DATABASE:
             return float("nan")
 
-    metrics.outbox_backlog.set_function(lambda: backlog(0))
-    metrics.outbox_oldest_age.set_function(lambda: backlog(1))
+    for table, name in (
+        ("outbox", "status"),
+        ("dead_letters", "dead-letter"),
+        ("commands", "commands"),
+    ):
+        metrics.relay_backlog.labels(name).set_function(lambda t=table: backlog(t, 0))
+        metrics.relay_oldest_age.labels(name).set_function(lambda t=table: backlog(t, 1))
     metrics.assigned_partitions.set_function(lambda: len(event_consumer.assignment))
 
     def ready() -> tuple[bool, dict[str, bool]]:

@@ -58,12 +58,23 @@ class Metrics:
             ["to_status"],
             registry=r,
         )
-        self.outbox_backlog = Gauge(
-            "syncstatus_outbox_backlog", "Status changes not yet acknowledged", registry=r
+        self.relay_backlog = Gauge(
+            "syncstatus_relay_backlog",
+            "Rows a relay has not had acknowledged yet",
+            ["relay"],
+            registry=r,
         )
-        self.outbox_oldest_age = Gauge(
-            "syncstatus_outbox_oldest_age_seconds",
-            "Age of the oldest unpublished status change",
+        self.relay_oldest_age = Gauge(
+            "syncstatus_relay_oldest_age_seconds",
+            "Age of the oldest row a relay has not had acknowledged",
+            ["relay"],
+            registry=r,
+        )
+        self.oversize = Counter(
+            "syncstatus_records_too_large",
+            "Records too large for Kafka: dead letters published without their value, "
+            "other records held back",
+            ["relay"],
             registry=r,
         )
         self.loop_failures = Counter(

@@ -126,6 +126,12 @@ class Settings(BaseSettings):
         description="Longest a relay waits before looking for new rows again; a database "
         "notification wakes it at once.",
     )
+    kafka_max_record_bytes: int = Field(
+        1_000_000,
+        gt=4096,
+        description="Largest record the service publishes, under the brokers' message.max.bytes; "
+        "a dead letter that would be larger goes out without its value (PostgreSQL keeps it).",
+    )
     delivery_timeout_ms: int = Field(
         30000, gt=0, description="How long the producer retries a send before it fails."
     )

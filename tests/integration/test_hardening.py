@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import socket
 import threading
 import time
@@ -10,6 +11,8 @@ from datetime import UTC, datetime
 
 import pytest
 import sqlalchemy as sa
+from fastapi.testclient import TestClient
+from kafka import KafkaProducer
 from kafka.consumer.fetcher import ConsumerRecord
 
 from syncstatus.api.app import create_app
@@ -28,7 +31,7 @@ from syncstatus.store.postgres import PostgresStore
 from syncstatus.store.queries import StatusQueries
 
 from ..unit.factories import event
-from .support import http_get, running_service, settings_for
+from .support import OutputReader, http_get, running_service, settings_for
 
 YEAR_ONE = datetime(1, 1, 1, tzinfo=UTC)
 
@@ -204,3 +207,37 @@ def test_metrics_listen_on_the_configured_host_only(kafka, database_url):
         else:
             pytest.fail("nothing listens on 127.0.0.2")
         assert http_get(settings.metrics_port, "/healthz")[0] == 0  # 127.0.0.1: nothing
+
+
+def test_a_dead_letter_too_large_for_kafka_goes_out_without_its_value_and_jams_nothing(
+    kafka, database_url
+):
+    settings = settings_for(kafka, database_url, api_token="t0ken")
+    at_the_limit = bytes(range(256)) * (settings.max_message_bytes // 256)
+    assert len(at_the_limit) == settings.max_message_bytes  # refused: not an event at all
+    reader = OutputReader(settings)
+    producer = KafkaProducer(bootstrap_servers=kafka.bootstrap_servers, max_request_size=4 << 20)
+    with running_service(settings):
+        producer.send(settings.topic_auth, key=b"big", value=at_the_limit).get(10)
+        producer.send(settings.topic_auth, key=b"small", value=b"not avro").get(10)
+        seen = reader.wait_for(lambda seen: len(seen.dead_letters) >= 2, 30)
+        metrics = http_get(settings.metrics_port, "/metrics/")[1]
+    producer.close()
+    reader.close()
+    (big,) = [d for d in seen.dead_letters if d[0] == b"big"]
+    key, value, headers = big
+    assert value == b""
+    assert headers["truncated"] == b"true"
+    assert headers["reason"] == b"undecodable"
+    assert headers["source_topic"] == settings.topic_auth.encode()
+    assert int(headers["original_size"]) == len(at_the_limit)
+    assert headers["original_sha256"].decode() == hashlib.sha256(at_the_limit).hexdigest()
+    assert [d[0] for d in seen.dead_letters].count(b"small") == 1
+    assert 'syncstatus_records_too_large_total{relay="dead-letter"} 1.0' in metrics.splitlines()
+    application = build(settings)
+    client = TestClient(create_app(application))
+    path = f"/dead-letters/{int(headers['dead_letter_id'])}/original"
+    assert client.get(path).status_code == 401
+    served = client.get(path, headers={"Authorization": "Bearer t0ken"})
+    application.close()
+    assert served.content == at_the_limit

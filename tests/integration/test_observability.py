@@ -72,8 +72,9 @@ def test_metrics_and_health_of_a_running_service(kafka, database_url):
     assert 'syncstatus_sweeper_timeouts_total{to_status="20"} 1.0' in lines
     assert any(line.startswith("syncstatus_batch_size_count ") for line in lines)
     assert any(line.startswith("syncstatus_apply_seconds_count") for line in lines)
-    assert "syncstatus_outbox_backlog 0.0" in lines
-    assert "syncstatus_outbox_oldest_age_seconds 0.0" in lines
+    assert 'syncstatus_relay_backlog{relay="status"} 0.0' in lines
+    assert 'syncstatus_relay_backlog{relay="dead-letter"} 0.0' in lines
+    assert 'syncstatus_relay_oldest_age_seconds{relay="status"} 0.0' in lines
     assert any(line.startswith("syncstatus_consumer_assigned_partitions ") for line in lines)
     reader.close()
     publisher.close()

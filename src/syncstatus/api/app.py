@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi import Path as PathParam
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
@@ -449,6 +449,27 @@ def create_app(application: Application) -> FastAPI:
     )
     def sync_frequency(connection_id: Id, body: FrequencyIn, who: Operator) -> CommandOut:
         return issue(connection_id, CommandType.SET_SYNC_FREQUENCY, who, body.minutes)
+
+    @api.get(
+        "/dead-letters/{dead_letter_id}/original",
+        tags=["dead letters"],
+        response_class=Response,
+        responses={
+            200: {"content": {"application/octet-stream": {}}, "description": "The bytes."},
+            **{code: WRITE_RESPONSES[code] for code in (401, 403)},
+            404: {"model": ErrorOut, "description": "No such dead letter, or no message."},
+        },
+    )
+    def dead_letter_original(
+        dead_letter_id: Annotated[int, PathParam(ge=1, le=2**63 - 1)], who: Operator
+    ) -> Response:
+        """The refused message's value, byte for byte: the dead-letter topic carries a
+        too-large one without it (header `dead_letter_id`). Needs the token: it is the
+        producer's data."""
+        original = application.dead_letters.original(dead_letter_id)
+        if original is None:
+            raise HTTPException(404, f"no message kept for dead letter {dead_letter_id}")
+        return Response(original, media_type="application/octet-stream")
 
     api.mount("/static", StaticFiles(directory=STATIC), name="static")
     return api

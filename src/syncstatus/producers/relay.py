@@ -7,6 +7,7 @@ reader may see a message twice after a crash, never out of order and never with 
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
@@ -15,7 +16,13 @@ from typing import Any, Protocol
 
 import structlog
 from kafka import KafkaProducer
-from kafka.errors import KafkaError, KafkaTimeoutError
+from kafka.errors import (
+    KafkaError,
+    KafkaTimeoutError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+)
+from kafka.future import Future
 
 from syncstatus.messages import CommandMessages, EventMessages, StatusChangeMessages
 from syncstatus.statemachine.commands import IssuedCommand
@@ -34,11 +41,32 @@ class NewRowsWaiter(Protocol):
     def close(self) -> None: ...
 
 
+RECORD_OVERHEAD = 512
+"""Bytes a record takes beyond its key, value and headers (batch and record framing), rounded
+up: what the producer and the broker count against their size limits."""
+TOO_LARGE = (MessageSizeTooLargeError, RecordListTooLargeError)
+
+
 @dataclass(frozen=True, slots=True)
 class Message:
     key: bytes | None
     value: bytes | None
     headers: list[tuple[str, bytes]]
+
+    @property
+    def size(self) -> int:
+        headers = sum(len(name.encode()) + len(value) for name, value in self.headers)
+        return len(self.key or b"") + len(self.value or b"") + headers + RECORD_OVERHEAD
+
+
+@dataclass(frozen=True, slots=True)
+class Oversize:
+    """What a relay does with a record too large to send: `shrink` it into one that fits
+    (None: it cannot, the record waits and is counted), and report it."""
+
+    max_record_bytes: int
+    shrink: Callable[[Any], Message] | None = None
+    on_oversize: Callable[[], None] = lambda: None
 
 
 class Relay:
@@ -55,9 +83,12 @@ class Relay:
         idle_s: float,
         flush_timeout_s: float,
         new_rows: NewRowsWaiter,
+        oversize: Oversize,
         on_published: Callable[[int], None] = lambda _: None,
     ) -> None:
         self.name = name
+        self._oversize = oversize
+        self._shrunk: set[int] = set()
         self._fetch = fetch
         self._to_message = to_message
         self._producer_factory = producer_factory
@@ -102,10 +133,13 @@ class Relay:
             self._producer = producer
             futures = []
             for row_id, row in batch.items:
-                message = self._to_message(row)
-                future = producer.send(
-                    self._topic, key=message.key, value=message.value, headers=message.headers
-                )
+                message = self._message(row_id, row)
+                try:
+                    future = producer.send(
+                        self._topic, key=message.key, value=message.value, headers=message.headers
+                    )
+                except TOO_LARGE as error:
+                    future = Future().failure(error)
                 futures.append((row_id, message.key, future))
             try:
                 producer.flush(timeout=self._flush_timeout_s)
@@ -113,10 +147,13 @@ class Relay:
                 log.warning("sends still pending after the flush timeout", relay=self.name)
             acknowledged, held_back = [], set()
             for row_id, key, future in futures:
+                if future.failed() and isinstance(future.exception, TOO_LARGE):
+                    self._too_large(row_id, future.exception)
                 if key in held_back or not future.succeeded():
                     held_back.add(key)
                 else:
                     acknowledged.append(row_id)
+                    self._shrunk.discard(row_id)
             if len(acknowledged) < len(futures):
                 failed = next((f.exception for *_, f in futures if f.failed()), "still pending")
                 log.warning(
@@ -130,6 +167,25 @@ class Relay:
             batch.mark_published(acknowledged)
         self._on_published(len(acknowledged))
         return len(acknowledged)
+
+    def _message(self, row_id: int, row: Any) -> Message:
+        """The row's record, or its shrunk form once it is, or was refused as, too large."""
+        if row_id in self._shrunk:
+            return self._oversize.shrink(row)
+        message = self._to_message(row)
+        if message.size > self._oversize.max_record_bytes and self._oversize.shrink:
+            self._too_large(row_id, "over SYNCSTATUS_KAFKA_MAX_RECORD_BYTES")
+            return self._oversize.shrink(row)
+        return message
+
+    def _too_large(self, row_id: int, why: object) -> None:
+        """Counted each time; shrunk from now on, or, if this relay cannot shrink, left to
+        wait, holding back its own key only."""
+        self._oversize.on_oversize()
+        if self._oversize.shrink is not None and row_id not in self._shrunk:
+            self._shrunk.add(row_id)
+            return
+        log.error("a record is too large to publish", relay=self.name, row=row_id, why=repr(why))
 
     def _reset_producer(self) -> None:
         """A producer that lost its broker may stay broken (its retries can hang forever);
@@ -181,6 +237,34 @@ def dead_letter_message(messages: EventMessages) -> Callable[[DeadLetter], Messa
         return Message(d.event.connection_id.encode(), messages.encode(d.event), headers)
 
     return to_message
+
+
+MAX_KEY_BYTES = 1024
+
+
+def shrunk_dead_letter(
+    to_message: Callable[[DeadLetter], Message],
+) -> Callable[[DeadLetter], Message]:
+    """A dead letter too large for Kafka, in a form that fits: every header, no value, and
+    what identifies the original: its size and SHA-256, and the dead letter's id, under which
+    PostgreSQL keeps the bytes and the API serves them (`GET /dead-letters/{id}/original`)."""
+
+    def shrink(d: DeadLetter) -> Message:
+        whole = to_message(d)
+        value = whole.value or b""
+        key = whole.key
+        if key is not None and len(key) > MAX_KEY_BYTES:
+            key = hashlib.sha256(key).hexdigest().encode()
+        headers = [(name, v[:MAX_KEY_BYTES]) for name, v in whole.headers]
+        headers += [
+            ("truncated", b"true"),
+            ("dead_letter_id", str(d.id).encode()),
+            ("original_size", str(len(value)).encode()),
+            ("original_sha256", hashlib.sha256(value).hexdigest().encode()),
+        ]
+        return Message(key, b"", headers)
+
+    return shrink
 
 
 def _optional_headers(**values: str | None) -> Iterator[tuple[str, bytes]]:

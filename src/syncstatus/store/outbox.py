@@ -20,12 +20,15 @@ from syncstatus.statemachine.events import EventType, SessionEvent, Substage
 from syncstatus.statemachine.statuses import Status
 from syncstatus.store.postgres import event_from_json
 
+RELAYED = {"outbox": "created_at", "dead_letters": "refused_at", "commands": "requested_at"}
+"""Each table a relay publishes, and the column that says since when a row waits."""
 _STATUS_CHANGES_LOCK = 4242101
 _DEAD_LETTERS_LOCK = 4242102
 
 
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
+    id: int
     reason: str
     detail: str
     connection_id: str | None
@@ -83,15 +86,16 @@ class OutboxStore:
                 "FROM dead_letters WHERE published_at IS NULL ORDER BY id LIMIT %s",
                 (limit,),
             ).fetchall()
-            yield RelayBatch(raw, "dead_letters", [(row[0], _dead_letter(row[1:])) for row in rows])
+            yield RelayBatch(raw, "dead_letters", [(row[0], _dead_letter(row)) for row in rows])
 
-    def backlog(self) -> tuple[int, float]:
-        """Unpublished status changes and the age in seconds of the oldest."""
+    def backlog(self, table: str) -> tuple[int, float]:
+        """Rows of a relayed table not yet acknowledged, and the age in seconds of the oldest."""
+        since = RELAYED[table]
         with self.engine.connect() as connection:
             count, age = connection.execute(
                 sa.text(
-                    "SELECT count(*), COALESCE(EXTRACT(EPOCH FROM now() - min(created_at)), 0) "
-                    "FROM outbox WHERE published_at IS NULL"
+                    f"SELECT count(*), COALESCE(EXTRACT(EPOCH FROM now() - min({since})), 0) "
+                    f"FROM {table} WHERE published_at IS NULL"
                 )
             ).one()
         return int(count), float(age)
@@ -143,8 +147,9 @@ def _transition(row: Sequence[Any]) -> Transition:
 
 
 def _dead_letter(row: Sequence[Any]) -> DeadLetter:
-    reason, detail, connection_id, event_type, from_status, event, origin = row
+    row_id, reason, detail, connection_id, event_type, from_status, event, origin = row
     return DeadLetter(
+        id=row_id,
         reason=reason,
         detail=detail,
         connection_id=connection_id,

@@ -7,6 +7,7 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
+from syncstatus.origin import Origin
 from syncstatus.statemachine.statuses import Status
 from syncstatus.statemachine.view import (
     AccountsState,
@@ -333,3 +334,17 @@ class ConnectionQueries:
             duration_s=(ended - started).total_seconds() if final.ends_session else None,
             errors=sum(1 for e in changes if e.to_status and Status(e.to_status).is_error),
         )
+
+
+class DeadLetterQueries:
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+
+    def original(self, dead_letter_id: int) -> bytes | None:
+        """The refused message's value as it came in (None: no such dead letter, or one the
+        service raised itself and so has no message)."""
+        with self.engine.connect() as connection:
+            origin = connection.execute(
+                sa.text("SELECT origin FROM dead_letters WHERE id = :id"), {"id": dead_letter_id}
+            ).scalar()
+        return None if origin is None else Origin.from_json(origin).value
