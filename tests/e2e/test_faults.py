@@ -1,5 +1,4 @@
-"""The quick fault campaign, as CI runs it: crashes, a database outage, a frozen broker and a
-second instance mid-stream, and nothing lost, applied twice or skipped."""
+"""The quick fault campaign, as CI runs it, and proof that it notices a relay that lies."""
 
 from __future__ import annotations
 
@@ -11,32 +10,45 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-LAST_LINE = re.compile(
-    r"^faults: (?P<n>\d+) injected; lost (?P<lost>\d+); applied twice (?P<twice>\d+); "
-    r"sequence gaps (?P<gaps>\d+); dead-lettered (?P<k>\d+)/(?P<m>\d+); "
-    r"worst recovery (?P<worst>\d+\.\d) s$"
+FIGURES = re.compile(
+    r"faults: (?P<n>\d+) injected \((?P<kinds>\d+) kinds\); lost (?P<lost>\d+) on the topic, "
+    r"(?P<lost_tables>\d+) in the tables; applied twice (?P<twice>\d+); wrong records "
+    r"(?P<wrong>\d+); sequence gaps (?P<gaps>\d+); dead-lettered (?P<k>\d+)/(?P<m>\d+); "
+    r"worst recovery (?P<worst>\S+) s$"
 )
 
 
-@pytest.mark.e2e
-@pytest.mark.timeout(360)
-def test_quick_fault_campaign_loses_nothing_and_applies_nothing_twice():
+def campaign(*args: str) -> tuple[subprocess.CompletedProcess, str, re.Match]:
     run = subprocess.run(
-        [sys.executable, "-m", "bench.faults", "--quick"],
+        [sys.executable, "-m", "bench.faults", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=400,
     )
     output = run.stdout + run.stderr
-    assert run.returncode == 0, output[-8000:]
-    lines = run.stdout.strip().splitlines()
-    assert lines, output[-8000:]
-    match = LAST_LINE.match(lines[-1])
-    assert match, f"unexpected last line {lines[-1]!r}\n{output[-8000:]}"
-    assert int(match["n"]) >= 4
-    assert int(match["lost"]) == 0
-    assert int(match["twice"]) == 0
-    assert int(match["gaps"]) == 0
-    assert int(match["m"]) > 0
-    assert match["k"] == match["m"]
+    last = run.stdout.strip().splitlines()[-1] if run.stdout.strip() else ""
+    figures = FIGURES.search(last)
+    assert figures, f"unexpected last line {last!r}\n{output[-8000:]}"
+    return run, last, figures
+
+
+@pytest.mark.timeout(420)
+def test_quick_fault_campaign_loses_nothing_and_applies_nothing_twice():
+    run, last, figures = campaign("--quick")
+    assert run.returncode == 0, run.stdout[-8000:]
+    assert not last.startswith("FAILED")
+    assert int(figures["n"]) >= 10 and int(figures["kinds"]) >= 6
+    for name in ("lost", "lost_tables", "twice", "wrong", "gaps"):
+        assert int(figures[name]) == 0, name
+    assert int(figures["m"]) > 0 and figures["k"] == figures["m"]
+
+
+@pytest.mark.timeout(420)
+def test_a_relay_that_corrupts_every_seventh_record_fails_the_campaign():
+    run, last, figures = campaign(
+        "--quick", "--faults", "2", "--connections", "60", "--mutate-relay"
+    )
+    assert run.returncode == 1
+    assert last.startswith("FAILED: ") and "wrong status records" in last
+    assert int(figures["wrong"]) > 0
