@@ -19,13 +19,14 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from syncstatus.embedded import EmbeddedPostgres
-from syncstatus.engine import Inbound, StatusEngine
+from syncstatus.devtools.embedded import EmbeddedPostgres
+from syncstatus.service.engine import StatusEngine
+from syncstatus.service.inbound import Inbound
 from syncstatus.statemachine.connection import Policy
 from syncstatus.statemachine.events import EventType, SessionEvent, Substage
 from syncstatus.statemachine.machine import NEW, ConnectionStatusMachine, GuardContext
 from syncstatus.store.database import create_engine, migrate
-from syncstatus.store.postgres import PostgresStore
+from syncstatus.store.uow import PostgresStore
 
 E = EventType
 FLOW = [

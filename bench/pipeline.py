@@ -68,7 +68,7 @@ import psutil
 import structlog
 
 from bench.engine import FLOW, stream
-from syncstatus.embedded import EmbeddedKafka, EmbeddedPostgres, free_port
+from syncstatus.devtools.embedded import EmbeddedKafka, EmbeddedPostgres, free_port
 from syncstatus.kafka import client_config, ensure_topics, family_topics
 from syncstatus.producers.publisher import EventPublisher
 from syncstatus.settings import Settings
@@ -102,7 +102,7 @@ def _reader_main(
     """Record the first arrival time of each cause_event_id until told to stop."""
     from kafka import KafkaConsumer, TopicPartition
 
-    from syncstatus.messages import StatusChangeMessages
+    from syncstatus.schemas.messages import StatusChangeMessages
 
     messages = StatusChangeMessages()
     consumer = KafkaConsumer(**kafka_config, enable_auto_commit=False, fetch_max_wait_ms=10)
@@ -237,7 +237,7 @@ class ServiceThread:
 
     def __init__(self, values: dict[str, str], log_file: Path, profile: Path | None) -> None:
         from syncstatus.bootstrap import build, build_service
-        from syncstatus.logs import configure_logging
+        from syncstatus.runtime.logs import configure_logging
 
         settings = Settings(**values)
         configure_logging(settings.log_level, settings.log_json)

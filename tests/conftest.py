@@ -6,7 +6,7 @@ from collections.abc import Iterator
 import pytest
 import sqlalchemy as sa
 
-from syncstatus.embedded import EmbeddedKafka, EmbeddedPostgres
+from syncstatus.devtools.embedded import EmbeddedKafka, EmbeddedPostgres
 from syncstatus.store.database import create_engine, migrate
 
 

@@ -41,7 +41,7 @@ from pathlib import Path
 
 from bench.faults.campaign import FULL, QUICK, Campaign
 from bench.faults.processes import log
-from syncstatus.logs import configure_logging
+from syncstatus.runtime.logs import configure_logging
 
 DEFAULT_SEED = 20260101
 

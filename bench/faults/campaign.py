@@ -28,7 +28,7 @@ from bench.faults.processes import (
     tail,
 )
 from bench.faults.stories import DEDUP_APP, invalid_messages, stories
-from syncstatus.embedded import EmbeddedKafka, EmbeddedPostgres
+from syncstatus.devtools.embedded import EmbeddedKafka, EmbeddedPostgres
 from syncstatus.kafka import ensure_topics
 from syncstatus.settings import Settings
 
@@ -151,15 +151,11 @@ class Campaign:
     def drained(self) -> bool:
         """Everything the producer had acknowledged is consumed, recorded and read back."""
         acked = [m for m in self.sent if m.acked]
-        with self.database.connect() as db:
-            claimed, dead, history, unpublished = db.execute(
-                sa.text(
-                    "SELECT (SELECT count(*) FROM processed_events), "
-                    "(SELECT count(*) FROM dead_letters), (SELECT count(*) FROM status_history), "
-                    "(SELECT count(*) FROM outbox WHERE published_at IS NULL) + "
-                    "(SELECT count(*) FROM dead_letters WHERE published_at IS NULL)"
-                )
-            ).one()
+        try:
+            counts = self._counts()
+        except sa.exc.OperationalError:
+            return False
+        claimed, dead, history, unpublished = counts
         events = {m.planned.event.event_id for m in acked if m.planned is not None}
         return (
             claimed >= len(events)
@@ -167,6 +163,19 @@ class Campaign:
             and unpublished == 0
             and self.reader.distinct_records() >= history
         )
+
+    def _counts(self) -> tuple[int, int, int, int]:
+        """What the service claimed, dead-lettered, recorded, and has yet to publish; the
+        database may be down, killed by the campaign itself."""
+        with self.database.connect() as db:
+            return db.execute(
+                sa.text(
+                    "SELECT (SELECT count(*) FROM processed_events), "
+                    "(SELECT count(*) FROM dead_letters), (SELECT count(*) FROM status_history), "
+                    "(SELECT count(*) FROM outbox WHERE published_at IS NULL) + "
+                    "(SELECT count(*) FROM dead_letters WHERE published_at IS NULL)"
+                )
+            ).one()
 
     # -- the run --
 

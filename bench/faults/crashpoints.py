@@ -20,10 +20,10 @@ import signal
 from dataclasses import replace
 from pathlib import Path
 
-from syncstatus.cli import app
+from syncstatus.cli.app import app
 from syncstatus.consumers.event_consumer import EventConsumer
-from syncstatus.messages import StatusChangeMessages
 from syncstatus.producers.relay import Relay
+from syncstatus.schemas.messages import StatusChangeMessages
 from syncstatus.statemachine.events import EventType
 from syncstatus.statemachine.statuses import Status
 from syncstatus.store.outbox import RelayBatch

@@ -18,10 +18,10 @@ from typing import Any
 from kafka import KafkaProducer
 
 from bench.faults.stories import Invalid, Planned
-from syncstatus.embedded import free_port
+from syncstatus.consumers.reader import TopicReader
+from syncstatus.devtools.embedded import free_port
 from syncstatus.kafka import client_config, family_topics
-from syncstatus.messages import EventMessages, StatusChangeMessages
-from syncstatus.reader import TopicReader
+from syncstatus.schemas.messages import EventMessages, StatusChangeMessages
 from syncstatus.settings import Settings
 
 SERVICE_COMMAND = [sys.executable, "-m", "bench.faults.crashpoints"]

@@ -20,8 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
-from syncstatus.messages import EventMessages
-from syncstatus.schemas import HEADER_SIZE, MAGIC
+from syncstatus.schemas.codec import HEADER_SIZE, MAGIC
+from syncstatus.schemas.messages import EventMessages
 from syncstatus.statemachine.events import Account, EventFamily, EventType, SessionEvent, Substage
 
 E = EventType

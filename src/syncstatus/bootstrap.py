@@ -9,10 +9,7 @@ import sqlalchemy as sa
 from kafka import KafkaConsumer, KafkaProducer
 
 from syncstatus.consumers.event_consumer import EventConsumer
-from syncstatus.engine import StatusEngine
 from syncstatus.kafka import client_config, ensure_topics, input_topics
-from syncstatus.messages import CommandMessages, EventMessages, StatusChangeMessages
-from syncstatus.observability import HttpEndpoint, Metrics, health_app
 from syncstatus.producers.relay import (
     Oversize,
     Relay,
@@ -21,17 +18,20 @@ from syncstatus.producers.relay import (
     shrunk_dead_letter,
     status_change_message,
 )
-from syncstatus.service import Loop, Service
+from syncstatus.runtime.loops import CommandScheduler, RetentionPruner, TimeoutSweeper
+from syncstatus.runtime.observability import HttpEndpoint, Metrics, health_app
+from syncstatus.runtime.process import Loop, Service
+from syncstatus.schemas.messages import CommandMessages, EventMessages, StatusChangeMessages
+from syncstatus.service.engine import StatusEngine
+from syncstatus.service.ports import StoreError
 from syncstatus.settings import Settings
 from syncstatus.store.commands import CommandStore
 from syncstatus.store.database import create_engine, database_reachable, migrate
-from syncstatus.store.errors import DATABASE
 from syncstatus.store.notifications import NewRows
 from syncstatus.store.outbox import OutboxStore
-from syncstatus.store.postgres import PostgresStore
 from syncstatus.store.queries import ConnectionQueries, DeadLetterQueries, StatusQueries
 from syncstatus.store.retention import RetentionStore
-from syncstatus.sweeper import CommandScheduler, RetentionPruner, TimeoutSweeper
+from syncstatus.store.uow import PostgresStore
 
 
 @dataclass
@@ -178,7 +178,7 @@ def build_service(application: Application) -> Service:
     def backlog(table: str, index: int) -> float:
         try:
             return float(outbox.backlog(table)[index])
-        except DATABASE:
+        except StoreError:
             return float("nan")
 
     for table, name in (

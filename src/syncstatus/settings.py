@@ -10,7 +10,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
-from syncstatus.messages import DEFAULT_ID_PATTERN, EventLimits
+from syncstatus.schemas.messages import DEFAULT_ID_PATTERN, EventLimits
 from syncstatus.statemachine.connection import TIMEOUT_STATUSES, Policy
 from syncstatus.statemachine.statuses import Status
 

@@ -32,8 +32,8 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: 
 
 from syncstatus.api.app import create_app  # noqa: E402
 from syncstatus.bootstrap import Application, build  # noqa: E402
-from syncstatus.embedded import free_port  # noqa: E402
-from syncstatus.engine import Inbound  # noqa: E402
+from syncstatus.devtools.embedded import free_port  # noqa: E402
+from syncstatus.service.inbound import Inbound  # noqa: E402
 from syncstatus.settings import Settings  # noqa: E402
 from syncstatus.statemachine.events import Account, EventType, Substage  # noqa: E402
 

@@ -17,9 +17,9 @@ from pathlib import Path
 import psutil
 import pytest
 
+from syncstatus.consumers.reader import TopicReader
 from syncstatus.kafka import client_config
-from syncstatus.messages import CommandMessages
-from syncstatus.reader import TopicReader
+from syncstatus.schemas.messages import CommandMessages
 from syncstatus.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import NewTopic
 
-from syncstatus.messages import StatusChangeMessages
+from syncstatus.schemas.messages import StatusChangeMessages
 from syncstatus.statemachine.connection import Transition
 from syncstatus.statemachine.events import EventType
 from syncstatus.statemachine.statuses import Status

@@ -20,7 +20,7 @@ from pathlib import Path
 import atheris
 
 with atheris.instrument_imports():
-    from syncstatus.messages import EventMessages, MessageRejected
+    from syncstatus.schemas.messages import EventMessages, MessageRejected
     from syncstatus.statemachine.connection import Connection, Outcome, Policy
     from syncstatus.statemachine.events import Account, EventType, SessionEvent, Substage
 

@@ -22,11 +22,11 @@ import sqlalchemy as sa
 from bench.engine import stream
 
 from syncstatus.bootstrap import build, build_service
-from syncstatus.embedded import EmbeddedKafka, free_port
+from syncstatus.consumers.reader import TopicReader
+from syncstatus.devtools.embedded import EmbeddedKafka, free_port
 from syncstatus.kafka import client_config, ensure_topics, family_topics
-from syncstatus.messages import StatusChangeMessages
 from syncstatus.producers.publisher import EventPublisher
-from syncstatus.reader import TopicReader
+from syncstatus.schemas.messages import StatusChangeMessages
 from syncstatus.settings import Settings
 from syncstatus.statemachine.events import SessionEvent
 from syncstatus.statemachine.statuses import Status

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from syncstatus.api.app import create_app
 from syncstatus.bootstrap import build
-from syncstatus.messages import EventMessages, MessageRejected
+from syncstatus.schemas.messages import EventMessages, MessageRejected
 from syncstatus.settings import Settings
 from syncstatus.statemachine.events import Account, EventType
 

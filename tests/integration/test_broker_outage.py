@@ -6,11 +6,12 @@ from __future__ import annotations
 import time
 from datetime import timedelta
 
-from syncstatus.embedded import EmbeddedKafka
-from syncstatus.engine import Inbound, StatusEngine
+from syncstatus.devtools.embedded import EmbeddedKafka
+from syncstatus.service.engine import StatusEngine
+from syncstatus.service.inbound import Inbound
 from syncstatus.statemachine.connection import Policy
 from syncstatus.store.database import create_engine
-from syncstatus.store.postgres import PostgresStore
+from syncstatus.store.uow import PostgresStore
 
 from .support import OutputReader, gapless, running_service, settings_for, synced_sessions
 

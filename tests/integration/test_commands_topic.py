@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 
 from syncstatus.bootstrap import build
+from syncstatus.consumers.reader import TopicReader
 from syncstatus.kafka import client_config
-from syncstatus.messages import CommandMessages
-from syncstatus.reader import TopicReader
+from syncstatus.schemas.messages import CommandMessages
 from syncstatus.statemachine.commands import CommandType
 from syncstatus.statemachine.events import Account, EventType
 

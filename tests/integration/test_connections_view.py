@@ -8,14 +8,15 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
-from syncstatus.engine import Inbound, StatusEngine
+from syncstatus.service.engine import StatusEngine
+from syncstatus.service.inbound import Inbound
 from syncstatus.statemachine.commands import CommandRefused, CommandType
 from syncstatus.statemachine.connection import Outcome, Policy
 from syncstatus.statemachine.events import Account, EventType
 from syncstatus.statemachine.statuses import Status
 from syncstatus.store.commands import CommandStore, ConnectionNotFound
-from syncstatus.store.postgres import PostgresStore
 from syncstatus.store.queries import ConnectionQueries
+from syncstatus.store.uow import PostgresStore
 
 from ..unit.factories import event, happy_session
 

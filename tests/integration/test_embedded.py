@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 
-from syncstatus.embedded import EmbeddedKafka, EmbeddedPostgres
+from syncstatus.devtools.embedded import EmbeddedKafka, EmbeddedPostgres
 
 
 def test_postgres_is_version_18(database_url: str) -> None:

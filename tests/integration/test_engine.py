@@ -8,12 +8,12 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from syncstatus.engine import Inbound, StatusEngine
-from syncstatus.origin import Origin
+from syncstatus.service.engine import StatusEngine, record
+from syncstatus.service.inbound import Inbound, Origin
 from syncstatus.statemachine.connection import Outcome, Policy
 from syncstatus.statemachine.events import EventType
 from syncstatus.statemachine.statuses import Status
-from syncstatus.store.postgres import PostgresStore
+from syncstatus.store.uow import PostgresStore
 
 from ..unit.factories import T0, event, happy_session
 
@@ -154,12 +154,12 @@ def test_an_event_that_arrives_during_a_transition_is_decided_on_its_result(db_e
     outcome: list[Outcome] = []
     beside = threading.Thread(target=lambda: outcome.append(second.apply_event(loading)))
     with first.store.unit_of_work() as uow:
-        connection = uow.load({"conn-1": {"s-1"}})["conn-1"]
+        connection = uow.connections.load({"conn-1": {"s-1"}})["conn-1"]
         assert connection.accept(succeeded, clock(), POLICY) is Outcome.APPLIED
         beside.start()
         beside.join(timeout=1)
         assert beside.is_alive(), "the second writer did not wait for the first"
-        uow.save([connection])
+        record(uow, [connection])
     beside.join(timeout=10)
     assert outcome == [Outcome.APPLIED]
     assert rows(db_engine, "SELECT status, version FROM connections") == [(Status.LOADING, 3)]

@@ -18,17 +18,17 @@ from kafka.consumer.fetcher import ConsumerRecord
 from syncstatus.api.app import create_app
 from syncstatus.bootstrap import build
 from syncstatus.consumers.event_consumer import EventConsumer
-from syncstatus.embedded import free_port
-from syncstatus.engine import StatusEngine
-from syncstatus.messages import EventLimits, EventMessages, MessageRejected
-from syncstatus.observability import HttpEndpoint
+from syncstatus.devtools.embedded import free_port
+from syncstatus.runtime.observability import HttpEndpoint
+from syncstatus.schemas.messages import EventLimits, EventMessages, MessageRejected
+from syncstatus.service.engine import StatusEngine
 from syncstatus.settings import Settings
 from syncstatus.statemachine.connection import Policy, RefusalReason
 from syncstatus.statemachine.events import EventFamily, EventType
 from syncstatus.store.database import create_engine
 from syncstatus.store.outbox import OutboxStore
-from syncstatus.store.postgres import PostgresStore
 from syncstatus.store.queries import StatusQueries
+from syncstatus.store.uow import PostgresStore
 
 from ..unit.factories import event
 from .support import OutputReader, http_get, running_service, settings_for

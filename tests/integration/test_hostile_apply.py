@@ -11,12 +11,12 @@ from hypothesis import strategies as st
 from kafka.consumer.fetcher import ConsumerRecord
 
 from syncstatus.consumers.event_consumer import EventConsumer
-from syncstatus.engine import StatusEngine
-from syncstatus.messages import EventMessages, MessageRejected
-from syncstatus.origin import Origin
+from syncstatus.schemas.messages import EventMessages, MessageRejected
+from syncstatus.service.engine import StatusEngine
+from syncstatus.service.inbound import Origin
 from syncstatus.statemachine.connection import Outcome, Policy
 from syncstatus.statemachine.events import EventFamily, EventType, SessionEvent, Substage
-from syncstatus.store.postgres import PostgresStore
+from syncstatus.store.uow import PostgresStore
 
 MESSAGES = EventMessages()
 NOW = datetime.now(UTC)

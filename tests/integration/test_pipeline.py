@@ -10,8 +10,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from kafka import KafkaProducer
 
-from syncstatus.messages import EventMessages
-from syncstatus.schemas import MAGIC
+from syncstatus.schemas.codec import MAGIC
+from syncstatus.schemas.messages import EventMessages
 from syncstatus.statemachine.commands import CommandType
 from syncstatus.statemachine.events import EventType, SessionEvent, Substage
 from syncstatus.statemachine.statuses import Status

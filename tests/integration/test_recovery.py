@@ -9,10 +9,10 @@ import time
 import sqlalchemy as sa
 from kafka import KafkaConsumer, TopicPartition
 
-from syncstatus.embedded import EmbeddedPostgres
+from syncstatus.consumers.reader import TopicReader
+from syncstatus.devtools.embedded import EmbeddedPostgres
 from syncstatus.kafka import client_config, input_topics
-from syncstatus.messages import EventMessages
-from syncstatus.reader import TopicReader
+from syncstatus.schemas.messages import EventMessages
 
 from .support import (
     OutputReader,

@@ -8,12 +8,12 @@ from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 
-from syncstatus.engine import StatusEngine
+from syncstatus.service.engine import StatusEngine
 from syncstatus.statemachine.commands import CommandType
 from syncstatus.statemachine.connection import Policy
 from syncstatus.store.commands import CommandStore
-from syncstatus.store.postgres import PostgresStore
 from syncstatus.store.retention import RetentionStore
+from syncstatus.store.uow import PostgresStore
 
 from ..unit.factories import event
 from .support import OutputReader, publisher_for, running_service, settings_for

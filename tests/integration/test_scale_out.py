@@ -7,7 +7,7 @@ import signal
 import time
 import urllib.request
 
-from syncstatus.embedded import free_port
+from syncstatus.devtools.embedded import free_port
 
 from .support import (
     OutputReader,

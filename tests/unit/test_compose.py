@@ -23,8 +23,8 @@ import yaml
 from pydantic import ValidationError
 from sqlalchemy.engine import make_url
 
-from syncstatus.engine import SWEEP_LIMIT
 from syncstatus.kafka import input_topics
+from syncstatus.service.engine import SWEEP_LIMIT
 from syncstatus.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -769,7 +769,7 @@ def test_the_build_context_has_what_the_dockerfile_copies_and_nothing_local():
         for source in arguments.split()[:-1]
         if not source.startswith("--")
     ]
-    for source in [*copied, "src/syncstatus/cli.py"]:
+    for source in [*copied, "src/syncstatus/cli/app.py"]:
         assert sent(source), f"{source} is copied by the Dockerfile but .dockerignore drops it"
     for local in [".git", ".syncstatus", ".env", "tests", "src/syncstatus/__pycache__"]:
         assert not sent(local), f".dockerignore sends {local} into the build context"

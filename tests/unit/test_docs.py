@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from syncstatus import docs
+from syncstatus.devtools import docs
 from syncstatus.statemachine.statuses import Status
 from syncstatus.statemachine.table import TRANSITIONS
 
@@ -38,7 +38,7 @@ def test_every_setting_has_a_description():
 
 
 def test_the_contract_lists_the_current_fingerprint_of_every_schema():
-    from syncstatus.schemas import SingleObjectCodec
+    from syncstatus.schemas.codec import SingleObjectCodec
 
     contract = (ROOT / "docs" / "contract.md").read_text()
     for name in ("SessionEvent", "StatusChanged", "ConnectionCommand"):

@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from kafka.consumer.fetcher import ConsumerRecord
 
 from syncstatus.consumers.event_consumer import EventConsumer
-from syncstatus.engine import BatchResult
-from syncstatus.messages import EventLimits, EventMessages, MessageRejected
+from syncstatus.schemas.messages import EventLimits, EventMessages, MessageRejected
+from syncstatus.service.engine import BatchResult
 from syncstatus.statemachine.connection import Outcome, RefusalReason
 from syncstatus.statemachine.events import EventFamily, EventType
 

@@ -15,8 +15,8 @@ import fastavro
 import pytest
 from fastavro.schema import to_parsing_canonical_form
 
-import syncstatus.schemas as schemas
-from syncstatus.schemas import (
+import syncstatus.schemas.codec as schemas
+from syncstatus.schemas.codec import (
     DecodeError,
     DecodeFailure,
     SingleObjectCodec,
@@ -375,8 +375,8 @@ def test_the_gate_fails_when_a_field_without_default_is_removed(
 
 @pytest.mark.parametrize("path", HISTORY, ids=lambda p: p.name)
 def test_messages_of_earlier_versions_still_decode(path) -> None:
-    from syncstatus.messages import CommandMessages, EventMessages, StatusChangeMessages
-    from syncstatus.schemas import schema_fingerprint
+    from syncstatus.schemas.codec import schema_fingerprint
+    from syncstatus.schemas.messages import CommandMessages, EventMessages, StatusChangeMessages
 
     codecs = {
         "SessionEvent": EventMessages().codec,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from syncstatus.service import Loop, Service
+from syncstatus.runtime.process import Loop, Service
 
 
 class QuickService(Service):

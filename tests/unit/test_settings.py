@@ -6,7 +6,7 @@ import pytest
 from pydantic import ValidationError
 from typer.testing import CliRunner
 
-from syncstatus.cli import app
+from syncstatus.cli.app import app
 from syncstatus.kafka import client_config
 from syncstatus.settings import Settings
 from syncstatus.statemachine.statuses import Status

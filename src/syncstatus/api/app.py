@@ -21,7 +21,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from syncstatus.api.guard import REFUSED, RequestGuard, token_matches
 from syncstatus.bootstrap import Application
-from syncstatus.docs import transition_rows
+from syncstatus.devtools.docs import transition_rows
 from syncstatus.statemachine.commands import (
     MAX_SYNC_FREQUENCY_MINUTES,
     MIN_SYNC_FREQUENCY_MINUTES,

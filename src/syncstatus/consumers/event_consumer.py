@@ -14,13 +14,12 @@ from kafka.errors import CommitFailedError
 from kafka.structs import OffsetAndMetadata
 from tenacity import Retrying, retry_if_exception_type, stop_any, wait_exponential
 
-from syncstatus.engine import BatchResult, Inbound, StatusEngine
-from syncstatus.messages import EventMessages, MessageRejected
-from syncstatus.origin import Origin
+from syncstatus.schemas.messages import EventMessages, MessageRejected
+from syncstatus.service.engine import BatchResult, StatusEngine
+from syncstatus.service.inbound import Inbound, Origin, RejectedMessage
+from syncstatus.service.ports import ConcurrentUpdate, StoreUnavailable
 from syncstatus.statemachine.connection import Outcome, RefusalReason
 from syncstatus.statemachine.events import EventFamily
-from syncstatus.store.errors import TRANSIENT
-from syncstatus.store.postgres import ConcurrentUpdate, RejectedMessage
 
 log = structlog.get_logger(__name__)
 
@@ -35,7 +34,7 @@ class BatchReport:
     seconds: float
 
 
-RETRIED = (*TRANSIENT, ConcurrentUpdate)
+RETRIED = (StoreUnavailable, ConcurrentUpdate)
 
 
 class EventConsumer:

@@ -17,7 +17,7 @@ from typing import Any
 from kafka import KafkaProducer
 from kafka.producer.future import FutureRecordMetadata
 
-from syncstatus.messages import EventMessages
+from syncstatus.schemas.messages import EventMessages
 from syncstatus.statemachine.events import EventFamily, SessionEvent
 
 DEFAULT_TOPICS = {

@@ -24,10 +24,10 @@ from kafka.errors import (
 )
 from kafka.future import Future
 
-from syncstatus.messages import CommandMessages, EventMessages, StatusChangeMessages
+from syncstatus.schemas.messages import CommandMessages, EventMessages, StatusChangeMessages
+from syncstatus.service.ports import StoreError
 from syncstatus.statemachine.commands import IssuedCommand
 from syncstatus.statemachine.connection import Transition
-from syncstatus.store.errors import DATABASE
 from syncstatus.store.outbox import DeadLetter, RelayBatch
 
 log = structlog.get_logger(__name__)
@@ -105,11 +105,11 @@ class Relay:
             while not stop.is_set():
                 try:
                     published = self.relay_once()
-                except DATABASE as error:
+                except StoreError as error:
                     log.warning(
                         "relay cannot reach the database",
                         relay=self.name,
-                        error=str(error).splitlines()[0],
+                        error=str(error),
                     )
                     stop.wait(1.0)
                     continue

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
+from typing import Any
 
 
 class EventFamily(Enum):
@@ -152,3 +153,56 @@ class SessionEvent:
             raise InvalidEvent("PROCESSING_SUBSTAGE_COMPLETED names no substage")
         if self.type is EventType.ACCOUNTS_SYNCED and self.accounts is None:
             raise InvalidEvent("ACCOUNTS_SYNCED carries no accounts list")
+
+    def to_record(self) -> dict[str, Any]:
+        """The event as plain values, enums by their value: what the Avro schema holds and
+        what the store keeps of a parked or refused event."""
+        return {
+            "event_id": self.event_id,
+            "type": self.type.value,
+            "connection_id": self.connection_id,
+            "session_id": self.session_id,
+            "app": self.app,
+            "occurred_at": self.occurred_at,
+            "producer": self.producer,
+            "error": self.error,
+            "substage": self.substage.value if self.substage else None,
+            "attributes": dict(self.attributes),
+            "accounts": None
+            if self.accounts is None
+            else [
+                {"account_id": a.account_id, "name": a.name, "status": a.status}
+                for a in self.accounts
+            ],
+        }
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> SessionEvent:
+        """The inverse of `to_record`; ids and times may come as text (stored JSON), and
+        accounts as `[id, name, status]` lists (rows stored before 0.2)."""
+        accounts = record.get("accounts")
+        return cls(
+            event_id=_as_uuid(record["event_id"]),
+            type=EventType(record["type"]),
+            connection_id=record["connection_id"],
+            session_id=record["session_id"],
+            app=record["app"],
+            occurred_at=_as_datetime(record["occurred_at"]),
+            producer=record["producer"],
+            error=record["error"],
+            substage=Substage(record["substage"]) if record["substage"] else None,
+            attributes=record["attributes"],
+            accounts=None if accounts is None else tuple(_as_account(a) for a in accounts),
+        )
+
+
+def _as_uuid(value: uuid.UUID | str) -> uuid.UUID:
+    return value if isinstance(value, uuid.UUID) else uuid.UUID(value)
+
+
+def _as_datetime(value: datetime | str) -> datetime:
+    return value if isinstance(value, datetime) else datetime.fromisoformat(value)
+
+
+def _as_account(value: Mapping[str, str] | Sequence[str]) -> Account:
+    return Account(**value) if isinstance(value, Mapping) else Account(*value)

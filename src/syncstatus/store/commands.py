@@ -12,10 +12,12 @@ from typing import Any
 import sqlalchemy as sa
 from psycopg.types.json import Jsonb
 
+from syncstatus.service.engine import record
 from syncstatus.statemachine.commands import CommandType, IssuedCommand, check
 from syncstatus.statemachine.connection import Connection, Policy
+from syncstatus.store.errors import translated
 from syncstatus.store.outbox import RelayBatch, advisory_locked
-from syncstatus.store.postgres import UnitOfWork
+from syncstatus.store.uow import PostgresUnitOfWork
 
 _COMMANDS_LOCK = 4242103
 SCHEDULER = "scheduler"
@@ -46,9 +48,9 @@ class CommandStore:
         command_id = uuid.uuid4()
         with self.engine.begin() as connection:
             raw = connection.connection.driver_connection
-            uow = UnitOfWork(connection)
+            uow = PostgresUnitOfWork(connection)
             closing = (
-                uow.load({connection_id: ()})[connection_id]
+                uow.connections.load({connection_id: ()})[connection_id]
                 if command is CommandType.DELETE
                 else None
             )
@@ -59,7 +61,7 @@ class CommandStore:
             ).fetchone()
             if locked is None:
                 raise ConnectionNotFound(connection_id)
-            view = UnitOfWork(connection).load_views([connection_id])[connection_id]
+            view = uow.views.load([connection_id])[connection_id]
             check(view, command, sync_frequency_minutes)
             parameters = (
                 {"sync_frequency_minutes": str(sync_frequency_minutes)}
@@ -79,19 +81,20 @@ class CommandStore:
                 raw, connection_id, view.app, command, parameters, requested_by, command_id
             )
 
-    def _close(self, uow: UnitOfWork, connection: Connection, command_id: uuid.UUID) -> None:
+    def _close(
+        self, uow: PostgresUnitOfWork, connection: Connection, command_id: uuid.UUID
+    ) -> None:
         """The final status record (to 26, caused by the command); every later event of the
         connection is refused, and its parked ones are refused now."""
         now = datetime.now(UTC)
-        uow.claim([command_id])
+        uow.processed.claim([command_id])
         connection.accept(connection.deletion(command_id, now), now, self.policy)
-        uow.save([connection])
-        uow.update_views([connection])
+        record(uow, [connection])
 
     def schedule_due(self, now: datetime, accounts_every: timedelta, limit: int) -> int:
         """Issue the syncs that are due; rows another scheduler holds are skipped."""
         issued = 0
-        with self.engine.begin() as connection:
+        with translated(), self.engine.begin() as connection:
             raw = connection.connection.driver_connection
             for connection_id, app in raw.execute(
                 "SELECT connection_id, app FROM connection_view WHERE deleted_at IS NULL "

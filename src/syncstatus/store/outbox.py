@@ -14,11 +14,12 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from syncstatus.origin import Origin
+from syncstatus.service.inbound import Origin
 from syncstatus.statemachine.connection import Transition
 from syncstatus.statemachine.events import EventType, SessionEvent, Substage
 from syncstatus.statemachine.statuses import Status
-from syncstatus.store.postgres import event_from_json
+from syncstatus.store.errors import translated
+from syncstatus.store.rows import event_from_json
 
 RELAYED = {"outbox": "created_at", "dead_letters": "refused_at", "commands": "requested_at"}
 """Each table a relay publishes, and the column that says since when a row waits."""
@@ -91,7 +92,7 @@ class OutboxStore:
     def backlog(self, table: str) -> tuple[int, float]:
         """Rows of a relayed table not yet acknowledged, and the age in seconds of the oldest."""
         since = RELAYED[table]
-        with self.engine.connect() as connection:
+        with translated(), self.engine.connect() as connection:
             count, age = connection.execute(
                 sa.text(
                     f"SELECT count(*), COALESCE(EXTRACT(EPOCH FROM now() - min({since})), 0) "
@@ -107,7 +108,7 @@ class OutboxStore:
 @contextmanager
 def advisory_locked(engine: sa.Engine, key: int) -> Iterator[Any]:
     """A transaction holding the advisory lock `key`, or None if another holds it."""
-    with engine.begin() as connection:
+    with translated(), engine.begin() as connection:
         raw = connection.connection.driver_connection
         locked = raw.execute("SELECT pg_try_advisory_xact_lock(%s)", (key,)).fetchone()[0]
         yield raw if locked else None

@@ -7,7 +7,7 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from syncstatus.origin import Origin
+from syncstatus.service.inbound import Origin
 from syncstatus.statemachine.statuses import Status
 from syncstatus.statemachine.view import (
     AccountsState,

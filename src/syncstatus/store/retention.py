@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 
 from syncstatus.store.commands import SCHEDULER
+from syncstatus.store.errors import translated
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +47,7 @@ class RetentionStore:
     def _delete_until_done(self, statement: str, cutoff: datetime) -> int:
         total = 0
         while True:
-            with self.engine.begin() as connection:
+            with translated(), self.engine.begin() as connection:
                 deleted = connection.execute(
                     sa.text(statement), {"cutoff": cutoff, "chunk": self.chunk}
                 ).rowcount

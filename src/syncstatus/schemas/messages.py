@@ -7,12 +7,11 @@ every side encodes exactly the same way.
 from __future__ import annotations
 
 import re
-import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from syncstatus.schemas import (
+from syncstatus.schemas.codec import (
     CONNECTION_COMMAND,
     SESSION_EVENT,
     STATUS_CHANGED,
@@ -23,13 +22,7 @@ from syncstatus.schemas import (
 )
 from syncstatus.statemachine.commands import IssuedCommand
 from syncstatus.statemachine.connection import RefusalReason, Transition
-from syncstatus.statemachine.events import (
-    Account,
-    EventType,
-    InvalidEvent,
-    SessionEvent,
-    Substage,
-)
+from syncstatus.statemachine.events import InvalidEvent, SessionEvent
 
 UNKNOWN = "UNKNOWN"
 
@@ -109,26 +102,7 @@ class EventMessages:
         )
 
     def encode(self, event: SessionEvent) -> bytes:
-        return self.codec.encode(
-            {
-                "event_id": event.event_id,
-                "type": event.type.value,
-                "connection_id": event.connection_id,
-                "session_id": event.session_id,
-                "app": event.app,
-                "occurred_at": event.occurred_at,
-                "producer": event.producer,
-                "error": event.error,
-                "substage": event.substage.value if event.substage else None,
-                "attributes": dict(event.attributes),
-                "accounts": None
-                if event.accounts is None
-                else [
-                    {"account_id": a.account_id, "name": a.name, "status": a.status}
-                    for a in event.accounts
-                ],
-            }
-        )
+        return self.codec.encode(event.to_record())
 
     def decode(self, value: bytes | None, now: datetime | None = None) -> SessionEvent:
         """The event in `value`, or MessageRejected saying why it can never be one."""
@@ -150,21 +124,7 @@ class EventMessages:
         if record["substage"] == UNKNOWN:
             raise MessageRejected(RefusalReason.INVALID_EVENT, "unknown substage")
         try:
-            event = SessionEvent(
-                event_id=_uuid(record["event_id"]),
-                type=EventType(record["type"]),
-                connection_id=record["connection_id"],
-                session_id=record["session_id"],
-                app=record["app"],
-                occurred_at=record["occurred_at"],
-                producer=record["producer"],
-                error=record["error"],
-                substage=Substage(record["substage"]) if record["substage"] else None,
-                attributes=record["attributes"],
-                accounts=None
-                if record.get("accounts") is None
-                else tuple(Account(**a) for a in record["accounts"]),
-            )
+            event = SessionEvent.from_record(record)
         except (InvalidEvent, ValueError) as error:
             raise MessageRejected(RefusalReason.INVALID_EVENT, str(error)) from error
         self.limits.check(event, now or datetime.now(UTC))
@@ -203,10 +163,6 @@ class StatusChangeMessages:
 
     def decode(self, value: bytes) -> dict[str, Any]:
         return self.codec.decode(value)
-
-
-def _uuid(value: uuid.UUID | str) -> uuid.UUID:
-    return value if isinstance(value, uuid.UUID) else uuid.UUID(value)
 
 
 class CommandMessages:

@@ -14,10 +14,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from syncstatus.consumers.reader import TopicReader
 from syncstatus.kafka import client_config, family_topics
-from syncstatus.messages import StatusChangeMessages
 from syncstatus.producers.publisher import EventPublisher
-from syncstatus.reader import TopicReader
+from syncstatus.schemas.messages import StatusChangeMessages
 from syncstatus.settings import Settings
 from syncstatus.statemachine.events import EventType, SessionEvent, Substage
 from syncstatus.statemachine.statuses import Status

@@ -18,7 +18,7 @@ from starlette.routing import Mount, Route
 
 from syncstatus.api.guard import deadline_protocol
 from syncstatus.consumers.event_consumer import BatchReport
-from syncstatus.engine import BatchResult
+from syncstatus.service.engine import BatchResult
 
 
 class Metrics:

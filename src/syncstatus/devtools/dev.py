@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from syncstatus.embedded import LOOPBACK, EmbeddedKafka, EmbeddedPostgres, free_port
+from syncstatus.devtools.embedded import LOOPBACK, EmbeddedKafka, EmbeddedPostgres, free_port
 from syncstatus.settings import Settings
 
 # Tansu holds every group join for half the session timeout (README, Settings).

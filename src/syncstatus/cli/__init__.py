@@ -1,0 +1,1 @@
+"""The `syncstatus` command and the demo it runs: parse arguments, wire, print."""

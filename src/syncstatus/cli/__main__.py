@@ -1,0 +1,3 @@
+from syncstatus.cli.app import app
+
+app()

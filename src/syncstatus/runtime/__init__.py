@@ -1,0 +1,1 @@
+"""The running process: its loops under one guard, metrics, health and logs."""

@@ -1,0 +1,267 @@
+"""Rows <-> domain objects, each conversion once: connections, producer marks, views, their
+accounts and credentials, events and origins kept as JSON, and the status_history columns."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from functools import partial
+from typing import Any
+
+from psycopg.types.json import Jsonb
+from sqlalchemy.dialects import postgresql
+
+from syncstatus.service.inbound import Origin
+from syncstatus.statemachine.connection import Connection, MarkKey, ProducerMark, Transition
+from syncstatus.statemachine.events import EventType, SessionEvent, Substage
+from syncstatus.statemachine.statuses import Status
+from syncstatus.statemachine.view import AccountRow, AccountsState, ConnectionView, CredentialRow
+from syncstatus.store import schema
+
+HISTORY_COLUMNS = (
+    "connection_id",
+    "sequence",
+    "session_id",
+    "app",
+    "from_status",
+    "to_status",
+    "event_id",
+    "event_type",
+    "producer",
+    "occurred_at",
+    "recorded_at",
+    "error",
+    "substage",
+)
+"""status_history as a Transition holds it, in this order wherever it is written or read."""
+
+
+def history_row(t: Transition) -> tuple[Any, ...]:
+    return (
+        t.connection_id,
+        t.sequence,
+        t.session_id,
+        t.app,
+        None if t.from_status is None else int(t.from_status),
+        int(t.to_status),
+        t.event_id,
+        t.event_type.value,
+        t.producer,
+        t.occurred_at,
+        t.recorded_at,
+        t.error,
+        t.substage.value if t.substage else None,
+    )
+
+
+def transition_from_row(row: Sequence[Any]) -> Transition:
+    (cid, sequence, sid, app, from_status, to_status, event_id, event_type, producer) = row[:9]
+    occurred_at, recorded_at, error, substage = row[9:13]
+    return Transition(
+        connection_id=cid,
+        sequence=sequence,
+        session_id=sid,
+        app=app,
+        from_status=None if from_status is None else Status(from_status),
+        to_status=Status(to_status),
+        event_id=event_id,
+        event_type=EventType(event_type),
+        producer=producer,
+        occurred_at=occurred_at,
+        recorded_at=recorded_at,
+        error=error,
+        substage=Substage(substage) if substage else None,
+    )
+
+
+def _json_default(value: Any) -> str:
+    return value.isoformat() if isinstance(value, datetime) else str(value)
+
+
+_dumps = partial(json.dumps, default=_json_default)
+
+
+def event_json(event: SessionEvent) -> Jsonb:
+    return Jsonb(event.to_record(), dumps=_dumps)
+
+
+def event_from_json(data: dict[str, Any]) -> SessionEvent:
+    return SessionEvent.from_record(data)
+
+
+def origin_json(origin: Origin | None) -> Jsonb | None:
+    return None if origin is None else Jsonb(origin.to_json())
+
+
+CONNECTION_COLUMNS = (
+    "connection_id, app, status, version, session_id, session_opened_at, session_opened_by, "
+    "status_changed_at, completed_substages, timed_out_from, holds_credentials, deleted_at, "
+    "producer_marks"
+)
+
+
+def connection_from_row(row: Sequence[Any]) -> Connection:
+    (cid, app, status, version, session_id, opened_at, opened_by, changed_at) = row[:8]
+    substages, timed_out_from, holds_credentials, deleted_at, marks = row[8:13]
+    return Connection(
+        connection_id=cid,
+        app=app,
+        status=Status(status),
+        version=version,
+        loaded_version=version,
+        session_id=session_id,
+        session_opened_at=opened_at,
+        session_opened_by=opened_by,
+        status_changed_at=changed_at,
+        completed_substages=frozenset(Substage(s) for s in substages),
+        timed_out_from=None if timed_out_from is None else Status(timed_out_from),
+        holds_credentials=holds_credentials,
+        deleted_at=deleted_at,
+        producer_marks=dict(_mark_from_json(m) for m in marks),
+    )
+
+
+def connection_columns(connections: Sequence[Connection]) -> tuple[list[Any], ...]:
+    """Column arrays of the connections, in CONNECTION_COLUMNS order (marks aside)."""
+    return (
+        [c.connection_id for c in connections],
+        [c.app for c in connections],
+        [int(c.status) for c in connections],
+        [c.version for c in connections],
+        [c.session_id for c in connections],
+        [c.session_opened_at for c in connections],
+        [c.session_opened_by for c in connections],
+        [c.status_changed_at for c in connections],
+        [",".join(sorted(s.value for s in c.completed_substages)) for c in connections],
+        [None if c.timed_out_from is None else int(c.timed_out_from) for c in connections],
+        [c.holds_credentials for c in connections],
+        [c.deleted_at for c in connections],
+    )
+
+
+def _mark_from_json(mark: Sequence[Any]) -> tuple[MarkKey, ProducerMark]:
+    producer, of_status, occurred_at, event_type, substage = mark
+    return (producer, of_status), ProducerMark(
+        datetime.fromisoformat(occurred_at),
+        EventType(event_type),
+        Substage(substage) if substage else None,
+    )
+
+
+def marks_json(connections: Sequence[Connection]) -> Jsonb:
+    """Every connection's producer marks as one document, keyed by connection id."""
+    return Jsonb(
+        {
+            c.connection_id: [
+                [
+                    producer,
+                    of_status,
+                    m.occurred_at.isoformat(),
+                    m.event_type.value,
+                    m.substage.value if m.substage else None,
+                ]
+                for (producer, of_status), m in c.producer_marks.items()
+            ]
+            for c in connections
+        }
+    )
+
+
+VIEW_PROJECTED = (
+    "app",
+    "status",
+    "business_account",
+    "business_account_id",
+    "credentials_valid",
+    "credentials_error",
+    "accounts_state",
+    "accounts_error",
+    "account_count",
+    "active_account_count",
+    "last_authorized_at",
+    "last_synced_at",
+    "reauthorization_failed_at",
+    "reauthorization_error",
+    "deleted_at",
+)
+"""The connection_view columns the projection owns; scheduling columns belong to commands."""
+VIEW_COLUMNS = ", ".join(("connection_id", "created_at", *VIEW_PROJECTED))
+VIEW_ARRAYS = ", ".join(
+    f"%b::{schema.connection_view.c[name].type.compile(dialect=postgresql.dialect())}[]"
+    for name in ("connection_id", "created_at", *VIEW_PROJECTED)
+)
+CHILD_COLUMNS = {
+    "accounts": "connection_id, account_id, name, status, created_at, updated_at",
+    "credentials": "connection_id, credential_id, added_at",
+}
+
+
+def view_row(v: ConnectionView) -> tuple[Any, ...]:
+    return (
+        v.connection_id,
+        v.created_at,
+        v.app,
+        int(v.status),
+        v.business_account,
+        v.business_account_id,
+        v.credentials_valid,
+        v.credentials_error,
+        v.accounts_state.value,
+        v.accounts_error,
+        len(v.accounts),
+        v.active_accounts,
+        v.last_authorized_at,
+        v.last_synced_at,
+        v.reauthorization_failed_at,
+        v.reauthorization_error,
+        v.deleted_at,
+    )
+
+
+def view_from_row(row: Sequence[Any]) -> ConnectionView:
+    (cid, created_at, app, status, business_account, business_account_id) = row[:6]
+    credentials_valid, credentials_error, accounts_state, accounts_error = row[6:10]
+    authorized_at, synced_at, reauth_failed_at, reauth_error, deleted_at = row[12:17]
+    return ConnectionView(
+        connection_id=cid,
+        app=app,
+        status=Status(status),
+        created_at=created_at,
+        business_account=business_account,
+        business_account_id=business_account_id,
+        credentials_valid=credentials_valid,
+        credentials_error=credentials_error,
+        accounts_state=AccountsState(accounts_state),
+        accounts_error=accounts_error,
+        last_authorized_at=authorized_at,
+        last_synced_at=synced_at,
+        reauthorization_failed_at=reauth_failed_at,
+        reauthorization_error=reauth_error,
+        deleted_at=deleted_at,
+    )
+
+
+def account_rows(v: ConnectionView) -> Iterator[tuple[Any, ...]]:
+    for a in v.accounts.values():
+        yield v.connection_id, a.account_id, a.name, a.status, a.created_at, a.updated_at
+
+
+def credential_rows(v: ConnectionView) -> Iterator[tuple[Any, ...]]:
+    for c in v.credentials:
+        yield v.connection_id, c.credential_id, c.added_at
+
+
+def account_from_row(row: Sequence[Any]) -> AccountRow:
+    return AccountRow(*row)
+
+
+def credential_from_row(row: Sequence[Any]) -> CredentialRow:
+    return CredentialRow(*row)
+
+
+def activity_detail(event: SessionEvent) -> str | None:
+    if event.accounts is None:
+        return None
+    names = ", ".join(a.name for a in event.accounts)
+    return f"{len(event.accounts)} accounts" + (f": {names}" if names else "")

@@ -1,0 +1,75 @@
+"""The connection view repository: one row per connection, with its accounts and credentials."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from syncstatus.statemachine.view import ConnectionView
+from syncstatus.store.rows import (
+    CHILD_COLUMNS,
+    VIEW_ARRAYS,
+    VIEW_COLUMNS,
+    VIEW_PROJECTED,
+    account_from_row,
+    account_rows,
+    credential_from_row,
+    credential_rows,
+    view_from_row,
+    view_row,
+)
+
+
+class PostgresViews:
+    def __init__(self, raw: Any) -> None:
+        self._raw = raw
+
+    def load(self, connection_ids: Iterable[str]) -> dict[str, ConnectionView]:
+        ids = sorted(set(connection_ids))
+        if not ids:
+            return {}
+        rows = self._raw.execute(
+            f"SELECT {VIEW_COLUMNS} FROM connection_view WHERE connection_id = ANY(%b)", (ids,)
+        ).fetchall()
+        views = {row[0]: view_from_row(row) for row in rows}
+        for connection_id, *account in self._raw.execute(
+            f"SELECT {CHILD_COLUMNS['accounts']} FROM accounts "
+            "WHERE connection_id = ANY(%b) ORDER BY account_id",
+            (list(views),),
+        ):
+            views[connection_id].accounts[account[0]] = account_from_row(account)
+        for connection_id, *credential in self._raw.execute(
+            f"SELECT {CHILD_COLUMNS['credentials']} FROM credentials "
+            "WHERE connection_id = ANY(%b) ORDER BY added_at",
+            (list(views),),
+        ):
+            views[connection_id].credentials.append(credential_from_row(credential))
+        return views
+
+    def save(self, views: Sequence[ConnectionView]) -> None:
+        """The projected columns of every row in one statement; the children rewritten only
+        where they changed."""
+        if not views:
+            return
+        self._raw.execute(
+            f"INSERT INTO connection_view ({VIEW_COLUMNS}) SELECT * FROM unnest({VIEW_ARRAYS}) "
+            "ON CONFLICT (connection_id) DO UPDATE SET "
+            + ", ".join(f"{c} = EXCLUDED.{c}" for c in VIEW_PROJECTED),
+            [list(column) for column in zip(*(view_row(v) for v in views), strict=True)],
+        )
+        for table, changed, rows in (
+            ("accounts", [v for v in views if v.accounts_changed], account_rows),
+            ("credentials", [v for v in views if v.credentials_changed], credential_rows),
+        ):
+            if not changed:
+                continue
+            self._raw.execute(
+                f"DELETE FROM {table} WHERE connection_id = ANY(%b)",
+                ([v.connection_id for v in changed],),
+            )
+            with self._raw.cursor().copy(
+                f"COPY {table} ({CHILD_COLUMNS[table]}) FROM STDIN"
+            ) as copy:
+                for view in changed:
+                    for row in rows(view):
+                        copy.write_row(row)
