@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
+from typing import Any
 
 import sqlalchemy as sa
-from kafka import KafkaConsumer, KafkaProducer
 
 from syncstatus.consumers.event_consumer import EventConsumer
-from syncstatus.kafka import client_config, ensure_topics, input_topics
+from syncstatus.kafka import consumer_factory, ensure_topics, input_topics, producer_factory
 from syncstatus.producers.relay import (
+    Message,
     Oversize,
     Relay,
     command_message,
@@ -18,18 +22,19 @@ from syncstatus.producers.relay import (
     shrunk_dead_letter,
     status_change_message,
 )
-from syncstatus.runtime.loops import CommandScheduler, RetentionPruner, TimeoutSweeper
-from syncstatus.runtime.observability import HttpEndpoint, Metrics, health_app
+from syncstatus.runtime.health import HttpEndpoint, health_app
+from syncstatus.runtime.loops import every, prune_retention, schedule_commands, sweep_timeouts
+from syncstatus.runtime.metrics import Metrics
 from syncstatus.runtime.process import Loop, Service
 from syncstatus.schemas.messages import CommandMessages, EventMessages, StatusChangeMessages
+from syncstatus.service.commands import CommandService
 from syncstatus.service.engine import StatusEngine
 from syncstatus.service.ports import StoreError
 from syncstatus.settings import Settings
-from syncstatus.store.commands import CommandStore
 from syncstatus.store.database import create_engine, database_reachable, migrate
 from syncstatus.store.notifications import NewRows
-from syncstatus.store.outbox import OutboxStore
-from syncstatus.store.queries import ConnectionQueries, DeadLetterQueries, StatusQueries
+from syncstatus.store.outbox import OutboxStore, RelayBatch
+from syncstatus.store.queries import ConnectionQueries, DeadLetterQueries
 from syncstatus.store.retention import RetentionStore
 from syncstatus.store.uow import PostgresStore
 
@@ -39,9 +44,8 @@ class Application:
     settings: Settings
     database: sa.Engine
     engine: StatusEngine
-    queries: StatusQueries
     connections: ConnectionQueries
-    commands: CommandStore
+    commands: CommandService
     dead_letters: DeadLetterQueries
 
     def close(self) -> None:
@@ -54,126 +58,139 @@ def build(settings: Settings) -> Application:
         settings=settings,
         database=database,
         engine=StatusEngine(PostgresStore(database), settings.policy()),
-        queries=StatusQueries(database),
         connections=ConnectionQueries(database),
-        commands=CommandStore(database, settings.policy()),
+        commands=CommandService(PostgresStore(database), settings.policy()),
         dead_letters=DeadLetterQueries(database),
     )
 
 
 def build_service(application: Application) -> Service:
-    """The consumer, both relays and the sweeper, wired to one engine and one database."""
+    """The consumer, the relays and the clock's loops, wired to one engine and one database,
+    with /metrics, /healthz and /readyz."""
     settings = application.settings
     if settings.migrate_on_start:
         migrate(application.database)
     if settings.create_topics:
         ensure_topics(settings)
-    outbox = OutboxStore(application.database)
-
-    def consumer() -> KafkaConsumer:
-        return KafkaConsumer(
-            **client_config(settings),
-            group_id=settings.consumer_group,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            session_timeout_ms=settings.kafka_session_timeout_ms,
-            heartbeat_interval_ms=settings.kafka_heartbeat_interval_ms,
-            fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
-            max_poll_records=settings.batch_size,
-        )
-
-    def producer() -> KafkaProducer:
-        return KafkaProducer(
-            **client_config(settings),
-            acks="all",
-            enable_idempotence=True,
-            linger_ms=5,
-            max_block_ms=10000,
-            max_request_size=settings.kafka_max_record_bytes,
-            request_timeout_ms=settings.delivery_timeout_ms // 2,
-            delivery_timeout_ms=settings.delivery_timeout_ms,
-        )
-
     metrics = Metrics()
-    flush_timeout_s = settings.delivery_timeout_ms / 1000 + 5
-    event_consumer = EventConsumer(
-        consumer,
+    consumer = EventConsumer(
+        consumer_factory(settings),
         application.engine,
         input_topics(settings),
         EventMessages(settings.event_limits()),
         settings.batch_size,
         metrics.record_batch,
     )
-
-    def relay(name, fetch, to_message, topic: str, table: str, published: str, shrink=None):
-        return Relay(
-            name,
-            fetch,
-            to_message,
-            producer,
-            topic,
-            settings.relay_batch_size,
-            settings.relay_idle_s,
-            flush_timeout_s,
-            NewRows(application.database.url, table),
-            Oversize(
-                settings.kafka_max_record_bytes,
-                shrink,
-                metrics.oversize.labels(published).inc,
-            ),
-            metrics.published.labels(published).inc,
-        )
-
-    status_relay = relay(
-        "status-relay",
-        outbox.status_changes,
-        status_change_message(StatusChangeMessages()),
-        settings.topic_status,
-        "outbox",
-        "status",
-    )
-    whole_dead_letter = dead_letter_message(EventMessages())
-    dead_letter_relay = relay(
-        "dead-letter-relay",
-        outbox.dead_letters,
-        whole_dead_letter,
-        settings.topic_dead_letter,
-        "dead_letters",
-        "dead-letter",
-        shrunk_dead_letter(whole_dead_letter),
-    )
-    command_relay = relay(
-        "command-relay",
-        application.commands.unpublished,
-        command_message(CommandMessages()),
-        settings.topic_commands,
-        "commands",
-        "commands",
-    )
-    scheduler = CommandScheduler(
-        application.commands,
-        timedelta(seconds=settings.accounts_sync_every_s),
-        settings.scheduler_interval_s,
-    )
-    sweeper = TimeoutSweeper(application.engine, settings.sweep_interval_s, metrics.record_sweep)
-    pruner = RetentionPruner(
-        RetentionStore(application.database),
-        timedelta(seconds=settings.outbox_retention_s),
-        timedelta(seconds=settings.idempotency_retention_s),
-        settings.prune_interval_s,
-    )
     service = Service(
         [
-            Loop("consumer", event_consumer.run),
-            Loop("status-relay", status_relay.run),
-            Loop("dead-letter-relay", dead_letter_relay.run),
-            Loop("sweeper", sweeper.run),
-            Loop("pruner", pruner.run),
-            Loop("command-relay", command_relay.run),
-            Loop("scheduler", scheduler.run),
+            Loop("consumer", consumer.run),
+            *_relays(application, metrics),
+            *_clock(application, metrics),
         ],
         on_failure=lambda name: metrics.loop_failures.labels(name).inc(),
     )
+    _watch_backlogs(metrics, OutboxStore(application.database))
+    metrics.assigned_partitions.set_function(lambda: len(consumer.assignment))
+    service.loops.append(_health(application, metrics, service, consumer))
+    return service
+
+
+def _relays(application: Application, metrics: Metrics) -> list[Loop]:
+    """One relay per outbox-like table: status changes, dead letters, commands."""
+    settings, outbox = application.settings, OutboxStore(application.database)
+    whole_dead_letter = dead_letter_message(EventMessages())
+    relay = partial(_relay, application, metrics)
+    return [
+        relay(
+            "status-relay",
+            outbox.status_changes,
+            status_change_message(StatusChangeMessages()),
+            settings.topic_status,
+            "outbox",
+            "status",
+        ),
+        relay(
+            "dead-letter-relay",
+            outbox.dead_letters,
+            whole_dead_letter,
+            settings.topic_dead_letter,
+            "dead_letters",
+            "dead-letter",
+            shrunk_dead_letter(whole_dead_letter),
+        ),
+        relay(
+            "command-relay",
+            outbox.commands,
+            command_message(CommandMessages()),
+            settings.topic_commands,
+            "commands",
+            "commands",
+        ),
+    ]
+
+
+def _relay(
+    application: Application,
+    metrics: Metrics,
+    name: str,
+    fetch: Callable[[int], AbstractContextManager[RelayBatch | None]],
+    to_message: Callable[[Any], Message],
+    topic: str,
+    table: str,
+    label: str,
+    shrink: Callable[[Any], Message] | None = None,
+) -> Loop:
+    """A relay from `table` to `topic`, woken by the table's notifications, counted as `label`."""
+    settings = application.settings
+    oversize = Oversize(settings.kafka_max_record_bytes, shrink, metrics.oversize.labels(label).inc)
+    relay = Relay(
+        name,
+        fetch,
+        to_message,
+        producer_factory(settings),
+        topic,
+        settings.relay_batch_size,
+        settings.relay_idle_s,
+        settings.delivery_timeout_ms / 1000 + 5,
+        NewRows(application.database.url, table),
+        oversize,
+        metrics.published.labels(label).inc,
+    )
+    return Loop(name, relay.run)
+
+
+def _clock(application: Application, metrics: Metrics) -> list[Loop]:
+    """The loops that act on time rather than on messages."""
+    settings = application.settings
+    work = {
+        "sweeper": (
+            settings.sweep_interval_s,
+            sweep_timeouts(application.engine, metrics.record_sweep),
+        ),
+        "pruner": (
+            settings.prune_interval_s,
+            prune_retention(
+                RetentionStore(application.database),
+                timedelta(seconds=settings.outbox_retention_s),
+                timedelta(seconds=settings.idempotency_retention_s),
+            ),
+        ),
+        "scheduler": (
+            settings.scheduler_interval_s,
+            schedule_commands(
+                application.commands, timedelta(seconds=settings.accounts_sync_every_s)
+            ),
+        ),
+    }
+    return [Loop(name, every(interval_s, job, name)) for name, (interval_s, job) in work.items()]
+
+
+RELAY_TABLES = {"outbox": "status", "dead_letters": "dead-letter", "commands": "commands"}
+"""Each relayed table and the `relay` label its gauges carry."""
+
+
+def _watch_backlogs(metrics: Metrics, outbox: OutboxStore) -> None:
+    """Backlog gauges read at scrape time; NaN while the database cannot say."""
 
     def backlog(table: str, index: int) -> float:
         try:
@@ -181,19 +198,21 @@ def build_service(application: Application) -> Service:
         except StoreError:
             return float("nan")
 
-    for table, name in (
-        ("outbox", "status"),
-        ("dead_letters", "dead-letter"),
-        ("commands", "commands"),
-    ):
-        metrics.relay_backlog.labels(name).set_function(lambda t=table: backlog(t, 0))
-        metrics.relay_oldest_age.labels(name).set_function(lambda t=table: backlog(t, 1))
-    metrics.assigned_partitions.set_function(lambda: len(event_consumer.assignment))
+    for table, label in RELAY_TABLES.items():
+        metrics.relay_backlog.labels(label).set_function(lambda t=table: backlog(t, 0))
+        metrics.relay_oldest_age.labels(label).set_function(lambda t=table: backlog(t, 1))
+
+
+def _health(
+    application: Application, metrics: Metrics, service: Service, consumer: EventConsumer
+) -> Loop:
+    """The loop serving /metrics, /healthz (the service runs) and /readyz (it can work)."""
+    settings = application.settings
 
     def ready() -> tuple[bool, dict[str, bool]]:
         checks = {
             "database": database_reachable(application.database),
-            "partitions_assigned": bool(event_consumer.assignment),
+            "partitions_assigned": bool(consumer.assignment),
             "loops_running": not service.failing,
         }
         return all(checks.values()), checks
@@ -202,5 +221,4 @@ def build_service(application: Application) -> Service:
     endpoint = HttpEndpoint(
         app, settings.metrics_port, settings.metrics_host, settings.api_request_timeout_s
     )
-    service.loops.append(Loop("http", endpoint.run))
-    return service
+    return Loop("http", endpoint.run)

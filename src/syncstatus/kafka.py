@@ -1,10 +1,16 @@
-"""Kafka client configuration and topic administration shared by consumers and producers."""
+"""Kafka client configuration and topic administration shared by consumers and producers.
+
+Every Kafka client the service makes is configured here, once: the connection (`client_config`),
+the consumer group member of `syncstatus run` (`consumer_config`), and the producers
+(`producer_config` for the relays, `DELIVERY` for every producer, the publisher too).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from kafka import KafkaAdminClient
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
@@ -30,6 +36,46 @@ def client_config(settings: Settings) -> dict[str, Any]:
         if settings.kafka_ssl_password is not None:
             config["ssl_password"] = settings.kafka_ssl_password.get_secret_value()
     return config
+
+
+DELIVERY: dict[str, Any] = {"acks": "all", "enable_idempotence": True, "linger_ms": 5}
+"""How every producer of syncstatus sends: acknowledged by all in-sync replicas, without
+duplicates from its own retries, a few milliseconds of batching."""
+
+
+def consumer_config(settings: Settings) -> dict[str, Any]:
+    """The input consumer: a group member that commits by hand, after the database did."""
+    return {
+        **client_config(settings),
+        "group_id": settings.consumer_group,
+        "enable_auto_commit": False,
+        "auto_offset_reset": "earliest",
+        "session_timeout_ms": settings.kafka_session_timeout_ms,
+        "heartbeat_interval_ms": settings.kafka_heartbeat_interval_ms,
+        "fetch_max_wait_ms": settings.kafka_fetch_max_wait_ms,
+        "max_poll_records": settings.batch_size,
+    }
+
+
+def producer_config(settings: Settings) -> dict[str, Any]:
+    """The relays' producer: `DELIVERY`, bounded in time (a send fails rather than hangs) and
+    in record size (under the brokers' limit)."""
+    return {
+        **client_config(settings),
+        **DELIVERY,
+        "max_block_ms": 10000,
+        "max_request_size": settings.kafka_max_record_bytes,
+        "request_timeout_ms": settings.delivery_timeout_ms // 2,
+        "delivery_timeout_ms": settings.delivery_timeout_ms,
+    }
+
+
+def consumer_factory(settings: Settings) -> Callable[[], KafkaConsumer]:
+    return lambda: KafkaConsumer(**consumer_config(settings))
+
+
+def producer_factory(settings: Settings) -> Callable[[], KafkaProducer]:
+    return lambda: KafkaProducer(**producer_config(settings))
 
 
 def input_topics(settings: Settings) -> dict[str, EventFamily]:

@@ -10,8 +10,8 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
-from syncstatus.schemas.messages import DEFAULT_ID_PATTERN, EventLimits
-from syncstatus.statemachine.connection import TIMEOUT_STATUSES, Policy
+from syncstatus.statemachine.events import DEFAULT_ID_PATTERN, EventLimits
+from syncstatus.statemachine.policy import TIMEOUT_STATUSES, Policy
 from syncstatus.statemachine.statuses import Status
 
 

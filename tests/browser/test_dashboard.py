@@ -36,8 +36,7 @@ from syncstatus.devtools.embedded import free_port  # noqa: E402
 from syncstatus.service.inbound import Inbound  # noqa: E402
 from syncstatus.settings import Settings  # noqa: E402
 from syncstatus.statemachine.events import Account, EventType, Substage  # noqa: E402
-
-from ..unit.factories import event  # noqa: E402
+from tests.helpers.factories import event  # noqa: E402
 
 pytestmark = pytest.mark.integration
 

@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
-from bench.engine import stream
 
 from syncstatus.bootstrap import build, build_service
 from syncstatus.consumers.reader import TopicReader
@@ -30,6 +29,7 @@ from syncstatus.schemas.messages import StatusChangeMessages
 from syncstatus.settings import Settings
 from syncstatus.statemachine.events import SessionEvent
 from syncstatus.statemachine.statuses import Status
+from tests.helpers.streams import stream
 
 
 def settings_for(kafka: EmbeddedKafka, database_url: str, **overrides: object) -> Settings:

@@ -16,8 +16,7 @@ from syncstatus.bootstrap import build
 from syncstatus.schemas.messages import EventMessages, MessageRejected
 from syncstatus.settings import Settings
 from syncstatus.statemachine.events import Account, EventType
-
-from ..unit.factories import event, happy_session
+from tests.helpers.factories import event, happy_session
 
 E = EventType
 TOKEN = "t0ken"

@@ -10,8 +10,8 @@ from syncstatus.kafka import client_config
 from syncstatus.schemas.messages import CommandMessages
 from syncstatus.statemachine.commands import CommandType
 from syncstatus.statemachine.events import Account, EventType
+from tests.helpers.factories import event
 
-from ..unit.factories import event
 from .support import running_service, settings_for
 
 E = EventType

@@ -8,17 +8,16 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
+from syncstatus.service.commands import CommandService, ConnectionNotFound
 from syncstatus.service.engine import StatusEngine
 from syncstatus.service.inbound import Inbound
 from syncstatus.statemachine.commands import CommandRefused, CommandType
 from syncstatus.statemachine.connection import Outcome, Policy
 from syncstatus.statemachine.events import Account, EventType
 from syncstatus.statemachine.statuses import Status
-from syncstatus.store.commands import CommandStore, ConnectionNotFound
 from syncstatus.store.queries import ConnectionQueries
 from syncstatus.store.uow import PostgresStore
-
-from ..unit.factories import event, happy_session
+from tests.helpers.factories import event, happy_session
 
 E = EventType
 
@@ -34,8 +33,8 @@ def queries(db_engine) -> ConnectionQueries:
 
 
 @pytest.fixture
-def commands(db_engine) -> CommandStore:
-    return CommandStore(db_engine, Policy())
+def commands(db_engine) -> CommandService:
+    return CommandService(PostgresStore(db_engine), Policy())
 
 
 def authorize(engine, connection_id="c1", credential="cred-1", app="facebook_ads"):

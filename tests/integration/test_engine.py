@@ -14,8 +14,7 @@ from syncstatus.statemachine.connection import Outcome, Policy
 from syncstatus.statemachine.events import EventType
 from syncstatus.statemachine.statuses import Status
 from syncstatus.store.uow import PostgresStore
-
-from ..unit.factories import T0, event, happy_session
+from tests.helpers.factories import T0, event, happy_session
 
 E = EventType
 POLICY = Policy(park_window=timedelta(seconds=60), authorization_timeout=timedelta(minutes=15))

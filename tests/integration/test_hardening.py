@@ -19,18 +19,18 @@ from syncstatus.api.app import create_app
 from syncstatus.bootstrap import build
 from syncstatus.consumers.event_consumer import EventConsumer
 from syncstatus.devtools.embedded import free_port
-from syncstatus.runtime.observability import HttpEndpoint
-from syncstatus.schemas.messages import EventLimits, EventMessages, MessageRejected
+from syncstatus.runtime.health import HttpEndpoint
+from syncstatus.schemas.messages import EventMessages, MessageRejected
 from syncstatus.service.engine import StatusEngine
 from syncstatus.settings import Settings
 from syncstatus.statemachine.connection import Policy, RefusalReason
-from syncstatus.statemachine.events import EventFamily, EventType
+from syncstatus.statemachine.events import EventFamily, EventLimits, EventType
 from syncstatus.store.database import create_engine
 from syncstatus.store.outbox import OutboxStore
-from syncstatus.store.queries import StatusQueries
+from syncstatus.store.queries import ConnectionQueries
 from syncstatus.store.uow import PostgresStore
+from tests.helpers.factories import event
 
-from ..unit.factories import event
 from .support import OutputReader, http_get, running_service, settings_for
 
 YEAR_ONE = datetime(1, 1, 1, tzinfo=UTC)
@@ -61,7 +61,7 @@ def test_sessions_run_in_utc_so_extreme_timestamps_read_back(west_of_utc):
         assert connection.execute(sa.text("SHOW timezone")).scalar_one() == "UTC"
     engine = StatusEngine(PostgresStore(west_of_utc), Policy())
     engine.apply_event(event(EventType.AUTHORIZATION_STARTED, "year-one", at=YEAR_ONE))
-    (row,) = StatusQueries(west_of_utc).history("year-one")
+    (row,) = ConnectionQueries(west_of_utc).history("year-one")
     assert row.occurred_at == YEAR_ONE
     with OutboxStore(west_of_utc).status_changes(10) as batch:
         assert [t.occurred_at for _, t in batch.items] == [YEAR_ONE]

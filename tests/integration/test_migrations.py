@@ -1,10 +1,15 @@
 """Alembic migrations and the SQLAlchemy metadata describe the same schema."""
 
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-from syncstatus.store.database import alembic_config, migrate
+from syncstatus.statemachine.statuses import Status
+from syncstatus.statemachine.view import ConnectionView, can_extract
+from syncstatus.store.database import alembic_config, create_engine, migrate
 from syncstatus.store.schema import metadata
 
 
@@ -19,4 +24,42 @@ def test_migrating_twice_is_harmless(db_engine):
     with db_engine.connect() as connection:
         current = MigrationContext.configure(connection).get_current_revision()
     head = ScriptDirectory.from_config(alembic_config(str(db_engine.url))).get_current_head()
-    assert current == head == "0006"
+    assert current == head == "0007"
+
+
+def test_0007_fills_the_scheduler_rules_of_existing_views_as_the_domain_states_them(database_url):
+    engine = create_engine(database_url)
+    migrate(engine, "0006")
+    rows = {
+        "valid-active": (True, 1, None),
+        "valid-no-accounts": (True, 0, None),
+        "invalid-active": (False, 1, None),
+        "unknown": (None, 1, None),
+        "deleted": (True, 1, datetime(2026, 1, 1, tzinfo=UTC)),
+    }
+    with engine.begin() as connection:
+        for cid, (valid, active, deleted_at) in rows.items():
+            connection.execute(
+                sa.text(
+                    "INSERT INTO connection_view (connection_id, app, status, created_at, "
+                    "credentials_valid, accounts_state, active_account_count, deleted_at) "
+                    "VALUES (:c, 'app', 19, now(), :v, 'ready', :a, :d)"
+                ),
+                {"c": cid, "v": valid, "a": active, "d": deleted_at},
+            )
+    migrate(engine)
+    with engine.connect() as connection:
+        found = {
+            cid: (extract, accounts)
+            for cid, extract, accounts in connection.execute(
+                sa.text("SELECT connection_id, can_extract, can_sync_accounts FROM connection_view")
+            )
+        }
+    engine.dispose()
+    for cid, (valid, active, deleted_at) in rows.items():
+        view = ConnectionView(cid, "app", Status.SYNCED, datetime.now(UTC), credentials_valid=valid)
+        view.deleted_at = deleted_at
+        assert found[cid] == (
+            can_extract(valid, active, deleted_at),
+            view.can_sync_accounts,
+        ), cid

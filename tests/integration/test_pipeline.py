@@ -12,12 +12,13 @@ from kafka import KafkaProducer
 
 from syncstatus.schemas.codec import MAGIC
 from syncstatus.schemas.messages import EventMessages
+from syncstatus.service.commands import CommandService
 from syncstatus.statemachine.commands import CommandType
 from syncstatus.statemachine.events import EventType, SessionEvent, Substage
 from syncstatus.statemachine.statuses import Status
 from syncstatus.statemachine.table import TRANSITIONS
-from syncstatus.store.commands import CommandStore
 from syncstatus.store.database import create_engine
+from syncstatus.store.uow import PostgresStore
 
 from .support import (
     OutputReader,
@@ -140,7 +141,7 @@ def test_every_transition_of_the_table_reaches_the_status_topic(kafka, database_
     plans = {cid: plan for cid, plan in PLANS.items() if plan.times_out == times_out}
     reader, publisher = OutputReader(settings), publisher_for(settings)
     database = create_engine(database_url)
-    commands = CommandStore(database, settings.policy())
+    commands = CommandService(PostgresStore(database), settings.policy())
     start = datetime.now(UTC)
 
     def reached(seen, cid, status) -> bool:

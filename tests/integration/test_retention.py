@@ -8,14 +8,14 @@ from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 
+from syncstatus.service.commands import CommandService
 from syncstatus.service.engine import StatusEngine
 from syncstatus.statemachine.commands import CommandType
 from syncstatus.statemachine.connection import Policy
-from syncstatus.store.commands import CommandStore
 from syncstatus.store.retention import RetentionStore
 from syncstatus.store.uow import PostgresStore
+from tests.helpers.factories import event
 
-from ..unit.factories import event
 from .support import OutputReader, publisher_for, running_service, settings_for
 from .test_pipeline import E, make
 
@@ -71,7 +71,7 @@ def test_the_schedulers_published_commands_are_pruned_and_peoples_commands_kept(
     engine = StatusEngine(PostgresStore(db_engine), Policy())
     engine.apply_event(event(E.AUTHORIZATION_STARTED, "c1"))
     engine.apply_event(event(E.AUTHORIZATION_SUCCEEDED, "c1"))
-    commands = CommandStore(db_engine, Policy())
+    commands = CommandService(PostgresStore(db_engine), Policy())
     commands.issue("c1", CommandType.RECONNECT, "api")
     now = datetime.now(UTC)
     assert commands.schedule_due(now, timedelta(days=1), 10) == 1

@@ -17,8 +17,8 @@ from syncstatus.statemachine.connection import (
 from syncstatus.statemachine.events import EventType, Substage
 from syncstatus.statemachine.statuses import Status
 from syncstatus.statemachine.table import TRANSITIONS
-
-from .factories import T0, event, happy_session
+from tests.helpers.examples import examples
+from tests.helpers.factories import T0, event, happy_session
 
 E = EventType
 POLICY = Policy(deduplication_apps=frozenset({"plaid"}), park_window=timedelta(seconds=60))
@@ -254,7 +254,7 @@ def streams(draw):
     return out
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(streams(), st.integers(min_value=0, max_value=120))
 def test_random_streams_only_make_transitions_of_the_table(events, seconds_later):
     connection = Connection("conn-1")
@@ -288,7 +288,7 @@ def test_account_events_change_no_status_and_wait_for_a_known_connection():
     assert connection.version == 1
 
 
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=examples(80), deadline=None)
 @given(st.randoms(use_true_random=False), st.sampled_from(["plaid", "facebook_ads"]))
 def test_whatever_a_session_does_next_was_judged_able_to_wait(rng, app):
     """Completeness of parking: walk the aggregate through events that apply, and every later

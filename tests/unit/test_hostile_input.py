@@ -13,12 +13,12 @@ from hypothesis import strategies as st
 from kafka.consumer.fetcher import ConsumerRecord
 
 from syncstatus.consumers.event_consumer import EventConsumer
-from syncstatus.schemas.messages import EventLimits, EventMessages, MessageRejected
+from syncstatus.schemas.messages import EventMessages, MessageRejected
 from syncstatus.service.engine import BatchResult
 from syncstatus.statemachine.connection import Outcome, RefusalReason
-from syncstatus.statemachine.events import EventFamily, EventType
-
-from .factories import event
+from syncstatus.statemachine.events import EventFamily, EventLimits, EventType
+from tests.helpers.examples import examples
+from tests.helpers.factories import event
 
 MESSAGES = EventMessages()
 NOW = datetime(2026, 11, 23, 12, tzinfo=UTC)
@@ -79,7 +79,7 @@ texts = st.one_of(
 )
 
 
-@settings(max_examples=200)
+@settings(max_examples=examples(200))
 @given(
     connection_id=texts,
     app=texts,

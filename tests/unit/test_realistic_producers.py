@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from syncstatus.statemachine.connection import Connection, Policy, Transition
 from syncstatus.statemachine.view import ConnectionView, project
+from tests.helpers.examples import examples
 from tests.helpers.oracle import Expected, expected
 from tests.helpers.producers import Story, redelivered, story
 
@@ -67,7 +68,7 @@ def assert_sessions_never_go_back(history: list[Transition], told: Story) -> Non
             assert cause[t.event_id].session_id == t.session_id, t
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=examples(400), deadline=None)
 @given(
     st.randoms(use_true_random=False),
     st.lists(st.integers(0, 10_000), max_size=12),
@@ -82,7 +83,7 @@ def test_realistic_producers_never_rewrite_a_connections_story(rng, cuts, as_kaf
     assert [t.sequence for t in history] == list(range(1, len(history) + 1))
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(st.randoms(use_true_random=False), st.lists(st.integers(0, 10_000), max_size=12))
 def test_batching_changes_nothing_at_all(rng, cuts):
     told = story(rng, "c-1", TOLERANCE, DEDUP)

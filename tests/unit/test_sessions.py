@@ -10,8 +10,7 @@ from syncstatus.statemachine.connection import Connection, Outcome, Policy, Refu
 from syncstatus.statemachine.events import Account, EventType, Substage
 from syncstatus.statemachine.statuses import Status
 from syncstatus.statemachine.view import project
-
-from .factories import T0, event, happy_session
+from tests.helpers.factories import T0, event, happy_session
 
 E = EventType
 POLICY = Policy(park_window=timedelta(hours=1), clock_skew=timedelta(minutes=5))

@@ -1,5 +1,6 @@
 """What every request meets before the API reads it: the token of a write, a cap on bodies,
-the browser's security headers, and a deadline for a connection to deliver its request.
+and the browser's security headers (the deadline for a connection to deliver its request is
+the server's: runtime/health.py).
 
 The security headers keep the dashboard, which holds a token, from being framed, sniffed or
 fed scripts from elsewhere; only the OpenAPI page, when `SYNCSTATUS_API_DOCS` turns it on, goes
@@ -16,9 +17,6 @@ import hmac
 import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
-
-import h11
-from uvicorn.protocols.http.h11_impl import H11Protocol
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -143,35 +141,3 @@ async def _answer(send: Send, status: int, detail: str, close: bool = False) -> 
         headers.append((b"connection", b"close"))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
-
-
-def deadline_protocol(request_timeout_s: float) -> type[H11Protocol]:
-    """uvicorn's HTTP/1.1 protocol with a deadline: a connection that has not delivered a whole
-    request within `request_timeout_s` of opening, or of its last response, is closed. uvicorn
-    times out only idle keep-alive connections, so a client sending its headers a byte at a time
-    could hold one open for as long as it liked."""
-
-    class DeadlineProtocol(H11Protocol):
-        def connection_made(self, transport) -> None:  # noqa: ANN001
-            super().connection_made(transport)
-            self._arm_deadline()
-
-        def on_response_complete(self) -> None:
-            super().on_response_complete()
-            self._arm_deadline()
-
-        def connection_lost(self, exc: Exception | None) -> None:
-            self._deadline.cancel()
-            super().connection_lost(exc)
-
-        def _arm_deadline(self) -> None:
-            previous = getattr(self, "_deadline", None)
-            if previous is not None:
-                previous.cancel()
-            self._deadline = self.loop.call_later(request_timeout_s, self._on_deadline)
-
-        def _on_deadline(self) -> None:
-            if self.conn.their_state not in (h11.DONE, h11.MUST_CLOSE, h11.CLOSED):
-                self.transport.close()
-
-    return DeadlineProtocol

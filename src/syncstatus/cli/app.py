@@ -8,8 +8,7 @@ from pathlib import Path
 
 import typer
 
-from syncstatus.bootstrap import build, build_service
-from syncstatus.devtools import docs
+from syncstatus.bootstrap import Application, build, build_service
 from syncstatus.runtime.logs import configure_logging
 from syncstatus.runtime.process import Loop
 from syncstatus.settings import Settings
@@ -40,7 +39,7 @@ def api() -> None:
     import uvicorn
 
     from syncstatus.api.app import create_app
-    from syncstatus.runtime.observability import server_config
+    from syncstatus.runtime.health import server_config
 
     settings = Settings()
     configure_logging(settings.log_level, settings.log_json)
@@ -72,30 +71,8 @@ def dev(
     with embedded(data_dir, base) as settings:
         application = build(settings)
         service = build_service(application)
-        from syncstatus.api.app import create_app
-        from syncstatus.runtime.observability import HttpEndpoint
-
-        dashboard = HttpEndpoint(
-            create_app(application),
-            settings.api_port,
-            "127.0.0.1",
-            settings.api_request_timeout_s,
-        )
-        service.loops.append(Loop("api", dashboard.run))
-        typer.echo(
-            f"syncstatus is running\n"
-            f"  Kafka:      {settings.bootstrap_servers}  (topics {settings.topic_auth}, "
-            f"{settings.topic_webhooks}, {settings.topic_pipeline} in; {settings.topic_status}, "
-            f"{settings.topic_dead_letter}, {settings.topic_commands} out)\n"
-            f"  PostgreSQL: {settings.database_url_redacted}\n"
-            f"  Metrics:    http://127.0.0.1:{settings.metrics_port}/metrics  "
-            f"(/healthz, /readyz)\n"
-            f"  Dashboard:  http://127.0.0.1:{settings.api_port}/  (API token: "
-            f"{settings.api_token.get_secret_value() if settings.api_token else '-'})\n"
-            f"  other terminal: SYNCSTATUS_BOOTSTRAP_SERVERS={settings.bootstrap_servers} "
-            f"SYNCSTATUS_DATABASE_URL={settings.database_url_redacted} syncstatus tail\n"
-            f"Ctrl-C stops it."
-        )
+        service.loops.append(_dashboard(application))
+        typer.echo(_dev_banner(settings))
         if demo:
             from syncstatus.cli.demo import run_demo
 
@@ -106,6 +83,38 @@ def dev(
         application.close()
     typer.echo("stopped")
     raise typer.Exit(code)
+
+
+def _dashboard(application: Application) -> Loop:
+    """The API and dashboard of `syncstatus dev`, on loopback, as one more loop."""
+    from syncstatus.api.app import create_app
+    from syncstatus.runtime.health import HttpEndpoint
+
+    settings = application.settings
+    dashboard = HttpEndpoint(
+        create_app(application),
+        settings.api_port,
+        "127.0.0.1",
+        settings.api_request_timeout_s,
+    )
+    return Loop("api", dashboard.run)
+
+
+def _dev_banner(settings: Settings) -> str:
+    return (
+        f"syncstatus is running\n"
+        f"  Kafka:      {settings.bootstrap_servers}  (topics {settings.topic_auth}, "
+        f"{settings.topic_webhooks}, {settings.topic_pipeline} in; {settings.topic_status}, "
+        f"{settings.topic_dead_letter}, {settings.topic_commands} out)\n"
+        f"  PostgreSQL: {settings.database_url_redacted}\n"
+        f"  Metrics:    http://127.0.0.1:{settings.metrics_port}/metrics  "
+        f"(/healthz, /readyz)\n"
+        f"  Dashboard:  http://127.0.0.1:{settings.api_port}/  (API token: "
+        f"{settings.api_token.get_secret_value() if settings.api_token else '-'})\n"
+        f"  other terminal: SYNCSTATUS_BOOTSTRAP_SERVERS={settings.bootstrap_servers} "
+        f"SYNCSTATUS_DATABASE_URL={settings.database_url_redacted} syncstatus tail\n"
+        f"Ctrl-C stops it."
+    )
 
 
 @app.command("demo")
@@ -175,7 +184,11 @@ def migrate_command() -> None:
 def history(connection_id: str) -> None:
     """Print a connection's status history as a table."""
     application = build(Settings())
-    rows = application.queries.history(connection_id)
+    rows = [
+        entry
+        for entry in application.connections.history(connection_id)
+        if entry.kind == "status_change"
+    ]
     application.close()
     if not rows:
         typer.echo(f"no history for connection {connection_id}", err=True)
@@ -189,7 +202,7 @@ def history(connection_id: str) -> None:
             _status_text(r.from_status),
             _status_text(r.to_status),
             r.session_id,
-            r.error or r.substage or "",
+            r.error or r.detail or "",
         )
         for r in rows
     ]
@@ -201,6 +214,8 @@ def history(connection_id: str) -> None:
 @app.command()
 def diagram() -> None:
     """Print the status machine as a Mermaid diagram."""
+    from syncstatus.devtools import docs
+
     typer.echo(docs.mermaid(), nl=False)
 
 
@@ -209,6 +224,8 @@ def docs_command(
     root: Path = typer.Option(Path("."), help="The repository to regenerate the pages in."),
 ) -> None:
     """Regenerate docs/statuses.md and the README's settings table from the code."""
+    from syncstatus.devtools import docs
+
     statuses = root / "docs" / "statuses.md"
     statuses.write_text(docs.statuses_page())
     readme = root / "README.md"

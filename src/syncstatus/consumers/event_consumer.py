@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 
 import structlog
 from kafka import KafkaConsumer, TopicPartition
@@ -18,20 +17,11 @@ from syncstatus.schemas.messages import EventMessages, MessageRejected
 from syncstatus.service.engine import BatchResult, StatusEngine
 from syncstatus.service.inbound import Inbound, Origin, RejectedMessage
 from syncstatus.service.ports import ConcurrentUpdate, StoreUnavailable
+from syncstatus.service.reports import BatchReport, log_result
 from syncstatus.statemachine.connection import Outcome, RefusalReason
 from syncstatus.statemachine.events import EventFamily
 
 log = structlog.get_logger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class BatchReport:
-    """What one applied batch did, for metrics: (topic, event type) per message consumed."""
-
-    consumed: list[tuple[str, str]]
-    rejected: list[str]
-    result: BatchResult
-    seconds: float
 
 
 RETRIED = (StoreUnavailable, ConcurrentUpdate)
@@ -192,25 +182,7 @@ class EventConsumer:
                     event_id=str(item.event.event_id),
                     event_type=item.event.type.value,
                 )
-        for t in result.transitions:
-            log.debug(
-                "status changed",
-                connection_id=t.connection_id,
-                session_id=t.session_id,
-                event_id=str(t.event_id),
-                sequence=t.sequence,
-                from_status=None if t.from_status is None else int(t.from_status),
-                to_status=int(t.to_status),
-            )
-        for r in result.refusals:
-            log.warning(
-                "event refused",
-                connection_id=r.event.connection_id,
-                session_id=r.event.session_id,
-                event_id=str(r.event.event_id),
-                reason=r.reason.value,
-                detail=r.detail,
-            )
+        log_result(result)
         for m in rejected:
             log.warning(
                 "message rejected",

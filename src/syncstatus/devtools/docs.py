@@ -6,11 +6,10 @@ from __future__ import annotations
 import json
 
 from syncstatus.settings import Settings
-from syncstatus.statemachine.connection import TIMEOUT_STATUSES
-from syncstatus.statemachine.events import EventType
 from syncstatus.statemachine.machine import ConnectionStatusMachine
+from syncstatus.statemachine.policy import TIMEOUT_STATUSES
 from syncstatus.statemachine.statuses import Status
-from syncstatus.statemachine.table import TRANSITIONS
+from syncstatus.statemachine.table import TRANSITIONS, transition_rows
 
 
 def mermaid() -> str:
@@ -27,14 +26,6 @@ def status_table() -> str:
             f"{'yes' if status.is_error else ''} | {times_out} | {status.description} |"
         )
     return "\n".join(lines) + "\n"
-
-
-def transition_rows() -> list[tuple[EventType, list[Status | None], Status, str]]:
-    """One row per event type, target and guard, with all its sources."""
-    grouped: dict[tuple[EventType, Status, str], list[Status | None]] = {}
-    for event, source, route in TRANSITIONS.rows():
-        grouped.setdefault((event, route.target, route.guard_text), []).append(source)
-    return [(event, sources, target, guard) for (event, target, guard), sources in grouped.items()]
 
 
 def transition_table() -> str:

@@ -17,6 +17,7 @@ from typing import Any
 from kafka import KafkaProducer
 from kafka.producer.future import FutureRecordMetadata
 
+from syncstatus.kafka import DELIVERY
 from syncstatus.schemas.messages import EventMessages
 from syncstatus.statemachine.events import EventFamily, SessionEvent
 
@@ -33,15 +34,11 @@ class EventPublisher:
         client_config: Mapping[str, Any],
         topics: Mapping[EventFamily, str] = DEFAULT_TOPICS,
     ) -> None:
-        """`client_config`: kafka-python settings (bootstrap_servers, security...)."""
+        """`client_config`: kafka-python settings (bootstrap_servers, security...); it sends
+        the way every producer of syncstatus does (`syncstatus.kafka.DELIVERY`)."""
         self._topics = dict(topics)
         self._messages = EventMessages()
-        self._producer = KafkaProducer(
-            **client_config,
-            acks="all",
-            enable_idempotence=True,
-            linger_ms=5,
-        )
+        self._producer = KafkaProducer(**client_config, **DELIVERY)
 
     def topic_for(self, event: SessionEvent) -> str:
         return self._topics[event.type.family]

@@ -1,4 +1,9 @@
-"""The service's clock: timeouts, expired parked events, retention and scheduled syncs."""
+"""The service's clock: timeouts, expired parked events, retention and scheduled syncs.
+
+Each is a piece of work that `every` runs at its interval; a database that cannot be reached
+is logged and the next interval tries again. Work that comes in pieces (`drain`) is repeated
+within one interval until a piece finds nothing left to do.
+"""
 
 from __future__ import annotations
 
@@ -8,109 +13,86 @@ from datetime import datetime, timedelta
 
 import structlog
 
+from syncstatus.service.commands import CommandService
 from syncstatus.service.engine import BatchResult, StatusEngine, utc_now
 from syncstatus.service.ports import ConcurrentUpdate, StoreError
-from syncstatus.store.commands import CommandStore
+from syncstatus.service.reports import log_result
 from syncstatus.store.retention import RetentionStore
 
 log = structlog.get_logger(__name__)
 
+SCHEDULE_LIMIT = 500
+"""Most syncs the scheduler issues in one transaction."""
 
-class TimeoutSweeper:
-    def __init__(
-        self,
-        engine: StatusEngine,
-        interval_s: float,
-        on_sweep: Callable[[BatchResult], None] = lambda _: None,
-    ) -> None:
-        self._engine = engine
-        self._interval_s = interval_s
-        self._on_sweep = on_sweep
 
-    def run(self, stop: threading.Event) -> None:
-        while not stop.wait(self._interval_s):
+def every(
+    interval_s: float, work: Callable[[], object], name: str
+) -> Callable[[threading.Event], None]:
+    """A loop's run: `work` every `interval_s` until stopped, carrying on after a StoreError."""
+
+    def run(stop: threading.Event) -> None:
+        while not stop.wait(interval_s):
             try:
-                while (result := self._engine.sweep()).outcomes or result.refusals:
-                    self._report(result)
+                work()
             except StoreError as error:
-                log.warning("sweeper cannot reach the database", error=str(error))
-            except ConcurrentUpdate as error:
-                log.warning("sweep kept losing races; trying again next interval", error=str(error))
+                log.warning(f"{name} cannot reach the database", error=str(error))
 
-    def _report(self, result: BatchResult) -> None:
-        self._on_sweep(result)
-        for t in result.transitions:
+    return run
+
+
+def drain(step: Callable[[], object]) -> None:
+    """Repeat `step` while it reports that it found work."""
+    while step():
+        pass
+
+
+def sweep_timeouts(
+    engine: StatusEngine, on_sweep: Callable[[BatchResult], None] = lambda _: None
+) -> Callable[[], None]:
+    """Apply the timeouts that are due and expire parked events that waited too long."""
+
+    def sweep_once() -> bool:
+        result = engine.sweep()
+        if not (result.outcomes or result.refusals):
+            return False
+        on_sweep(result)
+        log_result(
+            result, changed="status timed out", changed_level="info", refused="parked event expired"
+        )
+        return True
+
+    def sweep() -> None:
+        try:
+            drain(sweep_once)
+        except ConcurrentUpdate as error:
+            log.warning("sweep kept losing races; trying again next interval", error=str(error))
+
+    return sweep
+
+
+def prune_retention(
+    store: RetentionStore,
+    outbox_for: timedelta,
+    event_ids_for: timedelta,
+    clock: Callable[[], datetime] = utc_now,
+) -> Callable[[], None]:
+    """Prune published outbox rows and old idempotency keys."""
+
+    def prune() -> None:
+        pruned = store.prune(clock(), outbox_for, event_ids_for)
+        if pruned.outbox or pruned.event_ids or pruned.scheduled_commands:
             log.info(
-                "status timed out",
-                connection_id=t.connection_id,
-                session_id=t.session_id,
-                event_id=str(t.event_id),
-                from_status=int(t.from_status or 0),
-                to_status=int(t.to_status),
-            )
-        for r in result.refusals:
-            log.warning(
-                "parked event expired",
-                connection_id=r.event.connection_id,
-                session_id=r.event.session_id,
-                event_id=str(r.event.event_id),
-                reason=r.reason.value,
-                detail=r.detail,
+                "pruned",
+                outbox=pruned.outbox,
+                event_ids=pruned.event_ids,
+                scheduled_commands=pruned.scheduled_commands,
             )
 
-
-class RetentionPruner:
-    """Prunes published outbox rows and old idempotency keys every `interval_s`."""
-
-    def __init__(
-        self,
-        store: RetentionStore,
-        outbox_for: timedelta,
-        event_ids_for: timedelta,
-        interval_s: float,
-        clock: Callable[[], datetime] = utc_now,
-    ) -> None:
-        self._store = store
-        self._outbox_for = outbox_for
-        self._event_ids_for = event_ids_for
-        self._interval_s = interval_s
-        self._clock = clock
-
-    def run(self, stop: threading.Event) -> None:
-        while not stop.wait(self._interval_s):
-            try:
-                pruned = self._store.prune(self._clock(), self._outbox_for, self._event_ids_for)
-            except StoreError as error:
-                log.warning("pruner cannot reach the database", error=str(error))
-                continue
-            if pruned.outbox or pruned.event_ids or pruned.scheduled_commands:
-                log.info(
-                    "pruned",
-                    outbox=pruned.outbox,
-                    event_ids=pruned.event_ids,
-                    scheduled_commands=pruned.scheduled_commands,
-                )
+    return prune
 
 
-class CommandScheduler:
-    """Asks for syncs of active connections at their frequency and an accounts sync daily."""
-
-    def __init__(
-        self,
-        store: CommandStore,
-        accounts_every: timedelta,
-        interval_s: float,
-        clock: Callable[[], datetime] = utc_now,
-    ) -> None:
-        self._store = store
-        self._accounts_every = accounts_every
-        self._interval_s = interval_s
-        self._clock = clock
-
-    def run(self, stop: threading.Event) -> None:
-        while not stop.wait(self._interval_s):
-            try:
-                while self._store.schedule_due(self._clock(), self._accounts_every, 500):
-                    pass
-            except StoreError as error:
-                log.warning("scheduler cannot reach the database", error=str(error))
+def schedule_commands(
+    commands: CommandService, accounts_every: timedelta, clock: Callable[[], datetime] = utc_now
+) -> Callable[[], None]:
+    """Ask for syncs of active connections at their frequency and an accounts sync daily."""
+    return lambda: drain(lambda: commands.schedule_due(clock(), accounts_every, SCHEDULE_LIMIT))

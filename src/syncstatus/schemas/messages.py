@@ -6,9 +6,7 @@ every side encodes exactly the same way.
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from syncstatus.schemas.codec import (
@@ -22,7 +20,7 @@ from syncstatus.schemas.codec import (
 )
 from syncstatus.statemachine.commands import IssuedCommand
 from syncstatus.statemachine.connection import RefusalReason, Transition
-from syncstatus.statemachine.events import InvalidEvent, SessionEvent
+from syncstatus.statemachine.events import EventLimits, InvalidEvent, SessionEvent
 
 UNKNOWN = "UNKNOWN"
 
@@ -34,62 +32,6 @@ class MessageRejected(Exception):
         super().__init__(f"{reason.value}: {detail}")
         self.reason = reason
         self.detail = detail
-
-
-DEFAULT_ID_PATTERN = r"(?!\.\.?$)[^\x00-\x1f\x7f/\\]+"
-"""Connection, session, app and producer ids: no control characters, no slash or backslash,
-not `.` or `..`, so every id the consumer takes is one URL path segment the API can serve."""
-
-
-@dataclass(frozen=True, slots=True)
-class EventLimits:
-    """What a well-formed input message may hold; anything beyond is refused as invalid
-    before it reaches the engine, so no producer can poison a partition or a connection."""
-
-    max_message_bytes: int = 1_048_576
-    max_id_length: int = 256
-    id_pattern: re.Pattern[str] = re.compile(DEFAULT_ID_PATTERN)
-    max_text_length: int = 4096
-    max_attributes: int = 64
-    max_accounts: int = 10_000
-    max_clock_skew: timedelta = timedelta(hours=1)
-    earliest: datetime = datetime(2000, 1, 1, tzinfo=UTC)
-
-    def check(self, event: SessionEvent, now: datetime) -> None:
-        """Raise MessageRejected(INVALID_EVENT) for an event beyond the limits."""
-        for name in ("connection_id", "session_id", "app", "producer"):
-            self._text(name, getattr(event, name), self.max_id_length)
-            if not self.id_pattern.fullmatch(getattr(event, name)):
-                self._refuse(f"{name} {getattr(event, name)[:80]!r} does not match the id rule")
-        self._text("error", event.error or "", self.max_text_length)
-        if len(event.attributes) > self.max_attributes:
-            self._refuse(f"{len(event.attributes)} attributes; at most {self.max_attributes}")
-        for key, value in event.attributes.items():
-            self._text("attribute name", key, self.max_id_length)
-            self._text(f"attribute {key[:40]!r}", value, self.max_text_length)
-        if event.accounts is not None and len(event.accounts) > self.max_accounts:
-            self._refuse(f"{len(event.accounts)} accounts; at most {self.max_accounts}")
-        for account in event.accounts or ():
-            self._text("account id", account.account_id, self.max_id_length)
-            self._text("account name", account.name, self.max_text_length)
-            self._text("account status", account.status, self.max_id_length)
-        if event.occurred_at - now > self.max_clock_skew:
-            self._refuse(f"occurred_at {event.occurred_at.isoformat()} is in the future")
-        if event.occurred_at < self.earliest:
-            self._refuse(
-                f"occurred_at {event.occurred_at.isoformat()} is before "
-                f"{self.earliest.isoformat()}: a zero or default timestamp"
-            )
-
-    def _text(self, name: str, value: str, limit: int) -> None:
-        if len(value) > limit:
-            self._refuse(f"{name} is {len(value)} characters long; at most {limit}")
-        if "\x00" in value:
-            self._refuse(f"{name} contains a NUL character")
-
-    @staticmethod
-    def _refuse(detail: str) -> None:
-        raise MessageRejected(RefusalReason.INVALID_EVENT, detail)
 
 
 class EventMessages:
@@ -125,9 +67,9 @@ class EventMessages:
             raise MessageRejected(RefusalReason.INVALID_EVENT, "unknown substage")
         try:
             event = SessionEvent.from_record(record)
+            self.limits.check(event, now or datetime.now(UTC))
         except (InvalidEvent, ValueError) as error:
             raise MessageRejected(RefusalReason.INVALID_EVENT, str(error)) from error
-        self.limits.check(event, now or datetime.now(UTC))
         return event
 
 

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Protocol
 
 from syncstatus.service.inbound import Origin, RejectedMessage
+from syncstatus.statemachine.commands import IssuedCommand
 from syncstatus.statemachine.connection import Connection, Policy, Refusal
 from syncstatus.statemachine.view import ConnectionView
 
@@ -92,3 +93,41 @@ class Store(Protocol):
         """Commits when the block ends normally, rolls back when it raises; database errors
         come out as StoreError or StoreUnavailable."""
         ...
+
+
+class Commands(Protocol):
+    """Commands and the view columns that schedule them."""
+
+    def lock_view(self, connection_id: str) -> ConnectionView | None:
+        """The connection's view, locked until the unit of work ends; None if there is no
+        such connection or it was deleted."""
+        ...
+
+    def add(self, command: IssuedCommand) -> None: ...
+
+    def set_sync_frequency(self, connection_id: str, minutes: int) -> None:
+        """The next sync comes `minutes` after the last one (or now)."""
+        ...
+
+    def lock_due_syncs(self, now: datetime, limit: int) -> list[tuple[str, str]]:
+        """(connection id, app) of connections that can extract and are due a sync, locked;
+        those another writer holds are skipped."""
+        ...
+
+    def lock_due_account_syncs(self, now: datetime, limit: int) -> list[tuple[str, str]]:
+        """(connection id, app) of connections whose accounts can be listed and are due."""
+        ...
+
+    def schedule_next_sync(self, connection_id: str, now: datetime) -> None:
+        """The next sync at the connection's frequency after `now`."""
+        ...
+
+    def schedule_next_account_sync(self, connection_id: str, at: datetime) -> None: ...
+
+
+class CommandsUnitOfWork(UnitOfWork, Protocol):
+    commands: Commands
+
+
+class CommandsStore(Protocol):
+    def unit_of_work(self) -> AbstractContextManager[CommandsUnitOfWork]: ...

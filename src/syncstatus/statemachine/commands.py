@@ -44,7 +44,7 @@ def check(
         if not view.credentials_valid:
             raise CommandRefused("credentials are not valid: re-connect the data source first")
         raise CommandRefused("no account is connected: sync accounts first")
-    if command is CommandType.SYNC_ACCOUNTS and not view.credentials_valid:
+    if command is CommandType.SYNC_ACCOUNTS and not view.can_sync_accounts:
         raise CommandRefused("credentials are not valid: re-connect the data source first")
     if command is CommandType.SET_SYNC_FREQUENCY and not (
         sync_frequency_minutes is not None

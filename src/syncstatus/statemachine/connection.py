@@ -10,14 +10,26 @@ own timestamps order only that producer's events.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from enum import Enum
 
 from syncstatus.statemachine.credentials import credentials_after
 from syncstatus.statemachine.events import EventType, SessionEvent, Substage
 from syncstatus.statemachine.machine import GuardContext
+from syncstatus.statemachine.policy import Policy
+from syncstatus.statemachine.records import (
+    Activity,
+    MarkKey,
+    Outcome,
+    ParkedEvent,
+    ProducerMark,
+    Refusal,
+    RefusalReason,
+    SessionRecord,
+    Transition,
+    mark_key,
+)
 from syncstatus.statemachine.statuses import Stage, Status
 from syncstatus.statemachine.table import TRANSITIONS
 
@@ -26,137 +38,6 @@ DELETE_PRODUCER = "syncstatus.commands"
 _TIMEOUT_NAMESPACE = uuid.UUID("7d1c2f0e-5b1a-4c3e-9a57-2f6f7e0b8c11")
 MAX_PRODUCER_MARKS = 64
 """Most producers whose latest event a connection remembers; the first seen is forgotten first."""
-
-
-class RefusalReason(Enum):
-    """Why a message or event was not applied; the dead-letter topic carries it as a header."""
-
-    UNDECODABLE = "undecodable"
-    UNKNOWN_SCHEMA = "unknown_schema"
-    INVALID_EVENT = "invalid_event"
-    WRONG_TOPIC = "wrong_topic"
-    ILLEGAL_TRANSITION = "illegal_transition"
-    STALE = "stale"
-    SUPERSEDED_SESSION = "superseded_session"
-    CONNECTION_DELETED = "connection_deleted"
-    PARKED_TOO_LONG = "parked_too_long"
-    UNPROCESSABLE = "unprocessable"
-
-
-class Outcome(Enum):
-    APPLIED = "applied"
-    PARKED = "parked"
-    REFUSED = "refused"
-    DUPLICATE = "duplicate"
-
-
-@dataclass(frozen=True, slots=True)
-class Policy:
-    """The rules' settings: which apps deduplicate, how long to wait, when a stage times out,
-    how far any producer's clock may be off."""
-
-    deduplication_apps: frozenset[str] = frozenset()
-    park_window: timedelta = timedelta(seconds=60)
-    authorization_timeout: timedelta = timedelta(minutes=15)
-    stage_timeout: timedelta = timedelta(hours=6)
-    stage_timeouts: Mapping[Status, timedelta] = field(default_factory=dict)
-    clock_skew: timedelta = timedelta(minutes=5)
-
-    def timeout_for(self, status: Status) -> timedelta | None:
-        if status is Status.AUTHORIZATION:
-            return self.authorization_timeout
-        if status in TIMEOUT_STATUSES:
-            return self.stage_timeouts.get(status, self.stage_timeout)
-        return None
-
-    @property
-    def clock_margin(self) -> timedelta:
-        """How far apart two producers' stamps must be to say which happened first: each clock
-        may be off by the skew, in either direction."""
-        return 2 * self.clock_skew
-
-
-TIMEOUT_STATUSES = frozenset(TRANSITIONS.sources_of(EventType.STAGE_TIMED_OUT))
-
-
-@dataclass(frozen=True, slots=True)
-class Transition:
-    """One applied transition: a history row and the status-change record published for it."""
-
-    connection_id: str
-    sequence: int
-    session_id: str
-    app: str
-    from_status: Status | None
-    to_status: Status
-    event_id: uuid.UUID
-    event_type: EventType
-    producer: str
-    occurred_at: datetime
-    recorded_at: datetime
-    error: str | None
-    substage: Substage | None
-    attributes: Mapping[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class Activity:
-    """An applied event that changes what people see of a connection but not its status."""
-
-    event: SessionEvent
-    recorded_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class Refusal:
-    """An event that will never be applied, and why; it is kept and dead-lettered."""
-
-    event: SessionEvent
-    reason: RefusalReason
-    detail: str
-    from_status: Status | None
-
-
-@dataclass(frozen=True, slots=True)
-class ParkedEvent:
-    event: SessionEvent
-    parked_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class ProducerMark:
-    """The latest event of one producer that a connection applied."""
-
-    occurred_at: datetime
-    event_type: EventType
-    substage: Substage | None = None
-
-    def covers(self, event: SessionEvent) -> bool:
-        """The producer reported `event` before this one, or this one already: a retry with a
-        new id or a replay. A producer's own clock orders its own events; its status changes
-        and its account events are marked apart, as different facts."""
-        if event.occurred_at != self.occurred_at:
-            return event.occurred_at < self.occurred_at
-        return (event.type, event.substage) == (self.event_type, self.substage)
-
-
-@dataclass(frozen=True, slots=True)
-class SessionRecord:
-    """A session a connection has known: opened by its first transition (`sequence`), or seen
-    once and judged older than the current one (`sequence` None)."""
-
-    session_id: str
-    opened_at: datetime
-    opened_by: str
-    sequence: int | None
-
-
-MarkKey = tuple[str, bool]
-"""A producer, and whether the mark is of its status changes (True) or its account events."""
-
-
-def mark_key(event: SessionEvent) -> MarkKey:
-    return event.producer, event.type.changes_status
 
 
 class _Placement(Enum):

@@ -149,3 +149,12 @@ def _session_is_over(status: Status) -> bool:
 
 
 TRANSITIONS = TransitionTable(ConnectionStatusMachine)
+
+
+def transition_rows() -> list[tuple[EventType, list[Status | None], Status, str]]:
+    """One row per event type, target and guard, with all its sources: the transitions as a
+    person reads them, shared by the reference page and the API's `/statuses`."""
+    grouped: dict[tuple[EventType, Status, str], list[Status | None]] = {}
+    for event, source, route in TRANSITIONS.rows():
+        grouped.setdefault((event, route.target, route.guard_text), []).append(source)
+    return [(event, sources, target, guard) for (event, target, guard), sources in grouped.items()]

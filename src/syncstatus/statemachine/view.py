@@ -125,6 +125,11 @@ class ConnectionView:
         return can_extract(self.credentials_valid, self.active_accounts, self.deleted_at)
 
     @property
+    def can_sync_accounts(self) -> bool:
+        """Listing accounts needs valid credentials of a connection not deleted."""
+        return bool(self.credentials_valid) and self.deleted_at is None
+
+    @property
     def main_credential(self) -> str | None:
         return self.credentials[-1].credential_id if self.credentials else None
 

@@ -15,50 +15,6 @@ from syncstatus.statemachine.view import (
     can_extract,
     credentials_label,
 )
-from syncstatus.store.schema import status_history
-
-
-@dataclass(frozen=True, slots=True)
-class HistoryRow:
-    sequence: int
-    session_id: str
-    from_status: int | None
-    to_status: int
-    event_type: str
-    event_id: str
-    producer: str
-    occurred_at: datetime
-    recorded_at: datetime
-    error: str | None
-    substage: str | None
-
-
-class StatusQueries:
-    def __init__(self, engine: sa.Engine) -> None:
-        self.engine = engine
-
-    def history(self, connection_id: str) -> list[HistoryRow]:
-        h = status_history.c
-        query = (
-            sa.select(
-                h.sequence,
-                h.session_id,
-                h.from_status,
-                h.to_status,
-                h.event_type,
-                sa.cast(h.event_id, sa.Text),
-                h.producer,
-                h.occurred_at,
-                h.recorded_at,
-                h.error,
-                h.substage,
-            )
-            .where(h.connection_id == connection_id)
-            .order_by(h.sequence)
-        )
-        with self.engine.connect() as connection:
-            return [HistoryRow(*row) for row in connection.execute(query)]
-
 
 SORTABLE = {
     "data_source": "v.app",

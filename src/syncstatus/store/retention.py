@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
-from syncstatus.store.commands import SCHEDULER
+from syncstatus.service.commands import SCHEDULER
 from syncstatus.store.errors import translated
 
 

@@ -184,8 +184,11 @@ VIEW_PROJECTED = (
     "reauthorization_failed_at",
     "reauthorization_error",
     "deleted_at",
+    "can_extract",
+    "can_sync_accounts",
 )
-"""The connection_view columns the projection owns; scheduling columns belong to commands."""
+"""The connection_view columns the projection owns; scheduling columns belong to commands.
+The last two are the domain's rules, stored so the scheduler can select by them."""
 VIEW_COLUMNS = ", ".join(("connection_id", "created_at", *VIEW_PROJECTED))
 VIEW_ARRAYS = ", ".join(
     f"%b::{schema.connection_view.c[name].type.compile(dialect=postgresql.dialect())}[]"
@@ -216,6 +219,8 @@ def view_row(v: ConnectionView) -> tuple[Any, ...]:
         v.reauthorization_failed_at,
         v.reauthorization_error,
         v.deleted_at,
+        v.can_extract,
+        v.can_sync_accounts,
     )
 
 

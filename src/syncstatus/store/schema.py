@@ -156,6 +156,8 @@ connection_view = Table(
     Column("next_sync_at", DateTime(timezone=True)),
     Column("next_accounts_sync_at", DateTime(timezone=True)),
     Column("deleted_at", DateTime(timezone=True)),
+    Column("can_extract", Boolean, nullable=False, server_default=text("false")),
+    Column("can_sync_accounts", Boolean, nullable=False, server_default=text("false")),
     Index("connection_view_app", "app"),
     Index("connection_view_listed", "created_at", postgresql_where=text("deleted_at IS NULL")),
 )

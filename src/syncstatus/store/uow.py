@@ -11,6 +11,7 @@ import sqlalchemy as sa
 
 from syncstatus.service.inbound import Origin, RejectedMessage
 from syncstatus.statemachine.connection import Refusal
+from syncstatus.store.commands import PostgresCommands
 from syncstatus.store.connections import PostgresConnections
 from syncstatus.store.errors import translated
 from syncstatus.store.rows import event_json, origin_json
@@ -84,6 +85,7 @@ class PostgresUnitOfWork:
         self.connections = PostgresConnections(raw)
         self.views = PostgresViews(raw)
         self.dead_letters = PostgresDeadLetters(raw)
+        self.commands = PostgresCommands(raw)
 
 
 class PostgresStore:

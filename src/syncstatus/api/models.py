@@ -1,0 +1,206 @@
+"""The API's request and response bodies, and their conversion from the read model.
+
+Class names are the schema names clients see in `/openapi.json`, so renaming one is a change to
+the API, not a refactoring.
+"""
+
+from dataclasses import asdict
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from syncstatus.statemachine.commands import (
+    MAX_SYNC_FREQUENCY_MINUTES,
+    MIN_SYNC_FREQUENCY_MINUTES,
+    IssuedCommand,
+)
+from syncstatus.statemachine.statuses import Status
+from syncstatus.store.queries import (
+    SORTABLE,
+    ConnectionSummary,
+    HistoryEntry,
+    SessionSummary,
+)
+
+
+class StatusOut(BaseModel):
+    code: int
+    name: str
+    stage: str
+    is_error: bool
+
+
+class StatusRef(BaseModel):
+    code: int
+    name: str
+
+
+class SummaryOut(BaseModel):
+    connection_id: str
+    data_source: str
+    business_account: str | None
+    business_account_id: str | None
+    credentials: str | None = Field(description="Active, Error, or null before any login.")
+    credentials_error: str | None
+    account_status: str
+    active_accounts: int
+    status: StatusOut
+    created: datetime
+    last_authorization: datetime | None
+    last_sync: datetime | None
+    reauthorization_failed_at: datetime | None = Field(
+        description="When a re-authorization was last not completed while the earlier "
+        "credentials kept working; null once one succeeds."
+    )
+    reauthorization_error: str | None
+    sync_frequency_minutes: int
+    can_extract: bool
+
+
+class PageOut(BaseModel):
+    items: list[SummaryOut]
+    total: int
+    page: int
+    page_size: int
+
+
+class AccountOut(BaseModel):
+    account_id: str
+    name: str
+    status: str
+    created: datetime
+    updated: datetime | None
+
+
+class CredentialOut(BaseModel):
+    credential_id: str
+    role: str
+    added: datetime
+
+
+class DetailOut(BaseModel):
+    summary: SummaryOut
+    accounts: list[AccountOut]
+    credentials: list[CredentialOut]
+
+
+class EntryOut(BaseModel):
+    kind: str
+    session_id: str
+    event_type: str
+    event_id: str
+    occurred_at: datetime
+    recorded_at: datetime
+    sequence: int | None
+    from_status: StatusRef | None
+    to_status: StatusOut | None
+    error: str | None
+    detail: str | None
+
+
+class HistoryOut(BaseModel):
+    entries: list[EntryOut]
+
+
+class SessionOut(BaseModel):
+    session_id: str
+    started_at: datetime
+    ended_at: datetime | None
+    final_status: StatusOut
+    duration_s: float | None
+    errors: int
+
+
+class SessionsOut(BaseModel):
+    sessions: list[SessionOut]
+
+
+class SessionDetailOut(BaseModel):
+    summary: SessionOut
+    entries: list[EntryOut]
+
+
+class StatusInfoOut(StatusOut):
+    description: str
+
+
+class TransitionOut(BaseModel):
+    event_type: str
+    sources: list[int | None] = Field(description="null stands for a connection never seen.")
+    target: int
+    guard: str
+
+
+class StatusesOut(BaseModel):
+    statuses: list[StatusInfoOut]
+    transitions: list[TransitionOut]
+
+
+class CommandOut(BaseModel):
+    command_id: str
+    connection_id: str
+    command: str
+    requested_by: str
+    requested_at: datetime
+    parameters: dict[str, str]
+
+
+class FrequencyIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    minutes: int = Field(ge=MIN_SYNC_FREQUENCY_MINUTES, le=MAX_SYNC_FREQUENCY_MINUTES)
+
+
+class Order(StrEnum):
+    asc = "asc"
+    desc = "desc"
+
+
+SortColumn = StrEnum("SortColumn", {name: name for name in SORTABLE})
+
+
+class ErrorOut(BaseModel):
+    detail: str
+
+
+def status_out(code: int) -> StatusOut:
+    status = Status(code)
+    return StatusOut(
+        code=code, name=status.label, stage=status.stage.label, is_error=status.is_error
+    )
+
+
+def summary_out(summary: ConnectionSummary) -> SummaryOut:
+    """The read model flattens the status into four columns; the API nests them again."""
+    fields = asdict(summary)
+    for name in ("status_code", "status_name", "stage", "is_error"):
+        fields.pop(name)
+    return SummaryOut(**fields, status=status_out(summary.status_code))
+
+
+def entry_out(entry: HistoryEntry) -> EntryOut:
+    return EntryOut(
+        **{k: v for k, v in asdict(entry).items() if k not in ("from_status", "to_status")},
+        from_status=None
+        if entry.from_status is None
+        else StatusRef(code=entry.from_status, name=Status(entry.from_status).label),
+        to_status=None if entry.to_status is None else status_out(entry.to_status),
+    )
+
+
+def session_out(session: SessionSummary) -> SessionOut:
+    return SessionOut(
+        **{k: v for k, v in asdict(session).items() if k != "final_status"},
+        final_status=status_out(session.final_status),
+    )
+
+
+def command_out(command: IssuedCommand) -> CommandOut:
+    return CommandOut(
+        command_id=str(command.command_id),
+        connection_id=command.connection_id,
+        command=command.command.value,
+        requested_by=command.requested_by,
+        requested_at=command.requested_at,
+        parameters=command.parameters,
+    )

@@ -1,0 +1,90 @@
+"""The Prometheus metrics of `syncstatus run`.
+
+The loops report through small hooks (`on_batch`, `on_published`, `on_sweep`) so that the
+engine and the adapters stay free of metrics code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from syncstatus.service.engine import BatchResult
+from syncstatus.service.reports import BatchReport
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        counter, gauge, histogram = (self._kind(k) for k in (Counter, Gauge, Histogram))
+        self.consumed = counter("syncstatus_events_consumed", "Messages consumed", "topic", "type")
+        self.outcomes = counter("syncstatus_event_outcomes", "What became of each event", "outcome")
+        self.transitions = counter(
+            "syncstatus_transitions", "Applied transitions", "from_status", "to_status"
+        )
+        self.refusals = counter("syncstatus_refusals", "Refused events and messages", "reason")
+        self.batch_size = histogram(
+            "syncstatus_batch_size",
+            "Messages per applied batch",
+            buckets=(1, 10, 50, 100, 250, 500, 1000, 2000),
+        )
+        self.apply_seconds = histogram(
+            "syncstatus_apply_seconds", "Time to decide and commit one batch"
+        )
+        self.published = counter("syncstatus_published", "Rows acknowledged by Kafka", "relay")
+        self.timeouts = counter(
+            "syncstatus_sweeper_timeouts", "Transitions made by the clock", "to_status"
+        )
+        self.relay_backlog = gauge(
+            "syncstatus_relay_backlog", "Rows a relay has not had acknowledged yet", "relay"
+        )
+        self.relay_oldest_age = gauge(
+            "syncstatus_relay_oldest_age_seconds",
+            "Age of the oldest row a relay has not had acknowledged",
+            "relay",
+        )
+        self.oversize = counter(
+            "syncstatus_records_too_large",
+            "Records too large for Kafka: dead letters published without their value, "
+            "other records held back",
+            "relay",
+        )
+        self.loop_failures = counter(
+            "syncstatus_loop_failures", "Loops that failed and were started again", "loop"
+        )
+        self.assigned_partitions = gauge(
+            "syncstatus_consumer_assigned_partitions", "Input partitions assigned to this process"
+        )
+
+    def _kind(self, kind: type) -> Callable[..., Any]:
+        """`kind` (Counter, Gauge, Histogram) in this registry, labels as arguments."""
+
+        def make(name: str, documentation: str, *labels: str, **options: Any) -> Any:
+            return kind(name, documentation, labels, registry=self.registry, **options)
+
+        return make
+
+    def record_batch(self, report: BatchReport) -> None:
+        self.batch_size.observe(len(report.consumed))
+        self.apply_seconds.observe(report.seconds)
+        for topic, kind in report.consumed:
+            self.consumed.labels(topic, kind).inc()
+        for reason in report.rejected:
+            self.refusals.labels(reason).inc()
+        self.record_result(report.result)
+
+    def record_result(self, result: BatchResult) -> None:
+        for outcome in result.outcomes:
+            self.outcomes.labels(outcome.value).inc()
+        for t in result.transitions:
+            source = "new" if t.from_status is None else str(int(t.from_status))
+            self.transitions.labels(source, str(int(t.to_status))).inc()
+        for r in result.refusals:
+            self.refusals.labels(r.reason.value).inc()
+
+    def record_sweep(self, result: BatchResult) -> None:
+        self.record_result(result)
+        for t in result.transitions:
+            self.timeouts.labels(str(int(t.to_status))).inc()
