@@ -258,3 +258,15 @@ def test_ids_no_route_could_serve_are_refused_by_the_consumer_and_the_api(client
         messages.decode(messages.encode(event(E.AUTHORIZATION_STARTED, bad)))
     if "/" not in bad and bad not in (".", ".."):  # those never reach the id route at all
         assert client.get(f"/connections/{quote(bad, safe='')}").status_code == 422
+
+
+def test_sync_is_refused_while_one_runs_unless_forced(application, client):
+    seed(application)
+    application.engine.apply_event(event(E.LOADING_STARTED, "c1"))
+    refused = client.post("/connections/c1/sync", headers=AUTH)
+    assert refused.status_code == 409
+    assert refused.json() == {
+        "detail": "a sync is in progress (Loading): wait for it to end, or force it"
+    }
+    forced = client.post("/connections/c1/sync?force=true", headers=AUTH)
+    assert forced.status_code == 202 and forced.json()["command"] == "SYNC_AND_REFRESH"

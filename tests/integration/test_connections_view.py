@@ -271,3 +271,40 @@ def test_two_schedulers_issue_each_due_sync_once(engine, commands, db_engine):
     assert rows == [("SYNC_ACCOUNTS", 60, 60), ("SYNC_AND_REFRESH", 60, 60)]
     assert sum(counts) == 120
     assert commands.schedule_due(now, timedelta(days=1), 100) == 0
+
+
+def next_sync_at(db_engine, connection_id="c1"):
+    with db_engine.connect() as connection:
+        return connection.execute(
+            sa.text("SELECT next_sync_at FROM connection_view WHERE connection_id = :c"),
+            {"c": connection_id},
+        ).scalar_one()
+
+
+def test_a_running_sync_refuses_another_unless_forced_and_the_scheduler_waits(
+    engine, commands, db_engine
+):
+    for cid in ("running", "idle"):
+        authorize(engine, cid)
+        accounts(engine, cid, "Main")
+    engine.apply_event(event(E.LOADING_STARTED, "running"))
+    with pytest.raises(CommandRefused, match="a sync is in progress \\(Loading\\)"):
+        commands.issue("running", CommandType.SYNC_AND_REFRESH, "alice")
+    due = datetime.now(UTC) + timedelta(minutes=1)
+    assert commands.schedule_due(due, timedelta(days=1), 10) == 3  # idle's sync, both accounts
+    with db_engine.connect() as connection:
+        synced = connection.execute(
+            sa.text("SELECT connection_id FROM commands WHERE command = 'SYNC_AND_REFRESH'")
+        ).scalars()
+        assert list(synced) == ["idle"]
+    forced = commands.issue("running", CommandType.SYNC_AND_REFRESH, "alice", force=True)
+    assert forced.command is CommandType.SYNC_AND_REFRESH
+
+
+def test_a_manual_sync_pushes_the_scheduled_one_back_by_the_frequency(engine, commands, db_engine):
+    authorize(engine)
+    accounts(engine, "c1", "Main")
+    assert next_sync_at(db_engine) is None
+    issued = commands.issue("c1", CommandType.SYNC_AND_REFRESH, "alice")
+    assert next_sync_at(db_engine) == issued.requested_at + timedelta(minutes=24 * 60)
+    assert commands.schedule_due(issued.requested_at, timedelta(days=1), 10) == 1  # accounts

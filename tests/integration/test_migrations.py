@@ -24,7 +24,7 @@ def test_migrating_twice_is_harmless(db_engine):
     with db_engine.connect() as connection:
         current = MigrationContext.configure(connection).get_current_revision()
     head = ScriptDirectory.from_config(alembic_config(str(db_engine.url))).get_current_head()
-    assert current == head == "0007"
+    assert current == head == "0008"
 
 
 def test_0007_fills_the_scheduler_rules_of_existing_views_as_the_domain_states_them(database_url):
@@ -63,3 +63,23 @@ def test_0007_fills_the_scheduler_rules_of_existing_views_as_the_domain_states_t
             can_extract(valid, active, deleted_at),
             view.can_sync_accounts,
         ), cid
+
+
+def test_0008_fills_sync_in_progress_of_existing_views_as_the_domain_states_it(database_url):
+    engine = create_engine(database_url)
+    migrate(engine, "0007")
+    with engine.begin() as connection:
+        for status in Status:
+            connection.execute(
+                sa.text(
+                    "INSERT INTO connection_view (connection_id, app, status, created_at, "
+                    "accounts_state) VALUES (:c, 'app', :s, now(), 'ready')"
+                ),
+                {"c": f"c{int(status)}", "s": int(status)},
+            )
+    migrate(engine)
+    with engine.connect() as connection:
+        rows = connection.execute(sa.text("SELECT status, sync_in_progress FROM connection_view"))
+        found = {status: syncing for status, syncing in rows}
+    engine.dispose()
+    assert found == {int(status): status.syncing for status in Status}

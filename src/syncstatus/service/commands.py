@@ -36,8 +36,10 @@ class CommandService:
         command: CommandType,
         requested_by: str,
         sync_frequency_minutes: int | None = None,
+        force: bool = False,
     ) -> IssuedCommand:
-        """Check and record one command; CommandRefused if not allowed now.
+        """Check and record one command; CommandRefused if not allowed now. A Sync and
+        Refresh pushes the scheduler's next sync of the connection back by its frequency.
 
         The view row is locked, so two deletes (or a delete and a sync) cannot both pass. A
         Delete is the connection's last transition, so it first takes the connection's lock,
@@ -52,7 +54,7 @@ class CommandService:
             view = uow.commands.lock_view(connection_id)
             if view is None:
                 raise ConnectionNotFound(connection_id)
-            check(view, command, sync_frequency_minutes)
+            check(view, command, sync_frequency_minutes, force)
             parameters = (
                 {"sync_frequency_minutes": str(sync_frequency_minutes)}
                 if command is CommandType.SET_SYNC_FREQUENCY
@@ -66,6 +68,8 @@ class CommandService:
                 self._close(uow, closing, issued)
             elif sync_frequency_minutes is not None:
                 uow.commands.set_sync_frequency(connection_id, sync_frequency_minutes)
+            elif command is CommandType.SYNC_AND_REFRESH:
+                uow.commands.schedule_next_sync(connection_id, now)
             uow.commands.add(issued)
             return issued
 

@@ -110,8 +110,8 @@ class Commands(Protocol):
         ...
 
     def lock_due_syncs(self, now: datetime, limit: int) -> list[tuple[str, str]]:
-        """(connection id, app) of connections that can extract and are due a sync, locked;
-        those another writer holds are skipped."""
+        """(connection id, app) of connections that can extract, are due a sync and run
+        none now, locked; those another writer holds are skipped."""
         ...
 
     def lock_due_account_syncs(self, now: datetime, limit: int) -> list[tuple[str, str]]:

@@ -37,13 +37,21 @@ class CommandRefused(Exception):
 
 
 def check(
-    view: ConnectionView, command: CommandType, sync_frequency_minutes: int | None = None
+    view: ConnectionView,
+    command: CommandType,
+    sync_frequency_minutes: int | None = None,
+    force: bool = False,
 ) -> None:
-    """Raise CommandRefused unless `command` may be issued for `view` now."""
+    """Raise CommandRefused unless `command` may be issued for `view` now. A Sync and Refresh
+    while one runs would start a second beside it: refused unless forced."""
     if command is CommandType.SYNC_AND_REFRESH and not view.can_extract:
         if not view.credentials_valid:
             raise CommandRefused("credentials are not valid: re-connect the data source first")
         raise CommandRefused("no account is connected: sync accounts first")
+    if command is CommandType.SYNC_AND_REFRESH and view.sync_in_progress and not force:
+        raise CommandRefused(
+            f"a sync is in progress ({view.status.label}): wait for it to end, or force it"
+        )
     if command is CommandType.SYNC_ACCOUNTS and not view.can_sync_accounts:
         raise CommandRefused("credentials are not valid: re-connect the data source first")
     if command is CommandType.SET_SYNC_FREQUENCY and not (

@@ -65,6 +65,12 @@ class Status(IntEnum):
         return self.is_error or self.stage is Stage.END or self is Status.DEAUTHORIZED
 
     @property
+    def syncing(self) -> bool:
+        """A sync or refresh runs: a stage after authorization, not ended. 9 Authorized waits
+        for the first sync, so it is not one."""
+        return self.stage not in (Stage.AUTHORIZATION, Stage.END) and not self.ends_session
+
+    @property
     def description(self) -> str:
         return _INFO[self][3]
 

@@ -125,6 +125,10 @@ class ConnectionView:
         return can_extract(self.credentials_valid, self.active_accounts, self.deleted_at)
 
     @property
+    def sync_in_progress(self) -> bool:
+        return self.status.syncing and self.deleted_at is None
+
+    @property
     def can_sync_accounts(self) -> bool:
         """Listing accounts needs valid credentials of a connection not deleted."""
         return bool(self.credentials_valid) and self.deleted_at is None

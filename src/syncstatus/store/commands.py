@@ -54,7 +54,7 @@ class PostgresCommands:
         )
 
     def lock_due_syncs(self, now: datetime, limit: int) -> list[tuple[str, str]]:
-        return self._lock_due("can_extract", "next_sync_at", now, limit)
+        return self._lock_due("can_extract AND NOT sync_in_progress", "next_sync_at", now, limit)
 
     def lock_due_account_syncs(self, now: datetime, limit: int) -> list[tuple[str, str]]:
         return self._lock_due("can_sync_accounts", "next_accounts_sync_at", now, limit)
@@ -73,7 +73,7 @@ class PostgresCommands:
         )
 
     def _lock_due(self, rule: str, due_at: str, now: datetime, limit: int) -> list[tuple[str, str]]:
-        """`rule` is a column the projection writes from the domain's rule of the same name."""
+        """`rule` reads columns the projection writes from the domain's rules of those names."""
         rows = self._raw.execute(
             f"SELECT connection_id, app FROM connection_view WHERE {rule} "
             f"AND ({due_at} IS NULL OR {due_at} <= %s) "

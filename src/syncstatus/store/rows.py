@@ -186,9 +186,10 @@ VIEW_PROJECTED = (
     "deleted_at",
     "can_extract",
     "can_sync_accounts",
+    "sync_in_progress",
 )
 """The connection_view columns the projection owns; scheduling columns belong to commands.
-The last two are the domain's rules, stored so the scheduler can select by them."""
+The last three are the domain's rules, stored so the scheduler can select by them."""
 VIEW_COLUMNS = ", ".join(("connection_id", "created_at", *VIEW_PROJECTED))
 VIEW_ARRAYS = ", ".join(
     f"%b::{schema.connection_view.c[name].type.compile(dialect=postgresql.dialect())}[]"
@@ -221,6 +222,7 @@ def view_row(v: ConnectionView) -> tuple[Any, ...]:
         v.deleted_at,
         v.can_extract,
         v.can_sync_accounts,
+        v.sync_in_progress,
     )
 
 

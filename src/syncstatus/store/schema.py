@@ -158,6 +158,7 @@ connection_view = Table(
     Column("deleted_at", DateTime(timezone=True)),
     Column("can_extract", Boolean, nullable=False, server_default=text("false")),
     Column("can_sync_accounts", Boolean, nullable=False, server_default=text("false")),
+    Column("sync_in_progress", Boolean, nullable=False, server_default=text("false")),
     Index("connection_view_app", "app"),
     Index("connection_view_listed", "created_at", postgresql_where=text("deleted_at IS NULL")),
 )

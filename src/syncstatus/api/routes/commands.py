@@ -32,10 +32,16 @@ class CommandIssuer:
         self.who = who
 
     def __call__(
-        self, connection_id: str, command: CommandType, minutes: int | None = None
+        self,
+        connection_id: str,
+        command: CommandType,
+        minutes: int | None = None,
+        force: bool = False,
     ) -> CommandOut:
         try:
-            issued = self.application.commands.issue(connection_id, command, self.who, minutes)
+            issued = self.application.commands.issue(
+                connection_id, command, self.who, minutes, force
+            )
         except ConnectionNotFound:
             raise HTTPException(404, f"no connection {connection_id}") from None
         except CommandRefused as refused:
@@ -63,9 +69,10 @@ def build_router(Id: Any) -> APIRouter:
     router = APIRouter()
 
     @command_route(router, "POST", "/connections/{connection_id}/sync")
-    def sync(connection_id: Id, issue: Issue) -> CommandOut:
-        """Sync and Refresh; refused unless the connection is active with an account."""
-        return issue(connection_id, CommandType.SYNC_AND_REFRESH)
+    def sync(connection_id: Id, issue: Issue, force: bool = False) -> CommandOut:
+        """Sync and Refresh; refused unless the connection is active with an account, and
+        while a sync runs unless `force` is true."""
+        return issue(connection_id, CommandType.SYNC_AND_REFRESH, force=force)
 
     @command_route(router, "POST", "/connections/{connection_id}/sync-accounts")
     def sync_accounts(connection_id: Id, issue: Issue) -> CommandOut:
