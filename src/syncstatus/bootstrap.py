@@ -58,7 +58,7 @@ def build(settings: Settings) -> Application:
         settings=settings,
         database=database,
         engine=StatusEngine(PostgresStore(database), settings.policy()),
-        connections=ConnectionQueries(database),
+        connections=ConnectionQueries(database, settings.app_names),
         commands=CommandService(PostgresStore(database), settings.policy()),
         dead_letters=DeadLetterQueries(database),
     )

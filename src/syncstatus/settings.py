@@ -91,6 +91,11 @@ class Settings(BaseSettings):
         description="How far any producer's clock may be off. Stamps of two producers closer "
         "than twice this never decide which event came first.",
     )
+    app_names: dict[str, str] = Field(
+        default_factory=dict,
+        description="Data sources' display names, JSON: "
+        '{"facebook_ads": "Facebook Ads"}; an app not named is shown humanised.',
+    )
     deduplication_apps: set[str] = Field(
         default_factory=set,
         description='Apps that must pass Deduplication (21) before Structuring, JSON: ["plaid"].',

@@ -155,7 +155,7 @@ def test_accounts_sync_failure_shows_error(engine, queries):
 def test_search_sort_and_pages(engine, queries):
     for i, app in enumerate(["facebook_ads", "google_ads", "hubspot", "plaid"]):
         authorize(engine, f"c{i}", app=app)
-    assert [c.data_source for c in queries.list(search="ADS").items] == [
+    assert [c.data_source for c in queries.list(search="_ADS").items] == [
         "google_ads",
         "facebook_ads",
     ]
@@ -308,3 +308,17 @@ def test_a_manual_sync_pushes_the_scheduled_one_back_by_the_frequency(engine, co
     issued = commands.issue("c1", CommandType.SYNC_AND_REFRESH, "alice")
     assert next_sync_at(db_engine) == issued.requested_at + timedelta(minutes=24 * 60)
     assert commands.schedule_due(issued.requested_at, timedelta(days=1), 10) == 1  # accounts
+
+
+def test_search_finds_the_data_source_as_people_write_it_and_the_business_account(db_engine):
+    engine = StatusEngine(PostgresStore(db_engine), Policy())
+    queries = ConnectionQueries(db_engine, {"hubspot": "HubSpot CRM"})
+    for i, app in enumerate(["facebook_ads", "hubspot", "plaid"]):
+        authorize(engine, f"c{i}", app=app)
+    named = queries.list(search="facebook ads").items
+    assert [(c.data_source, c.data_source_name) for c in named] == [
+        ("facebook_ads", "Facebook Ads")
+    ]
+    assert [c.data_source_name for c in queries.list(search="crm").items] == ["HubSpot CRM"]
+    assert queries.list(search="acme.example").total == 3
+    assert queries.list(search="nothing like it").total == 0

@@ -39,6 +39,7 @@ class StatusRef(BaseModel):
 class SummaryOut(BaseModel):
     connection_id: str
     data_source: str
+    data_source_name: str = Field(description="As people write it: SYNCSTATUS_APP_NAMES.")
     business_account: str | None
     business_account_id: str | None
     credentials: str | None = Field(description="Active, Error, or null before any login.")

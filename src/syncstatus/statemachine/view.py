@@ -6,6 +6,7 @@ transaction; pure like the rest of the domain.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
@@ -56,6 +57,12 @@ def account_status(state: AccountsState, count: int) -> str:
     if not count:
         return "No accounts"
     return f"{count} account" if count == 1 else f"{count} accounts"
+
+
+def data_source_name(app: str, names: Mapping[str, str]) -> str:
+    """The name people give the data source: the configured one, else the id humanised
+    (`facebook_ads` -> `Facebook Ads`)."""
+    return names.get(app) or " ".join(w.capitalize() for w in app.replace("-", "_").split("_"))
 
 
 def can_extract(

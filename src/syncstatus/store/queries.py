@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -14,6 +15,7 @@ from syncstatus.statemachine.view import (
     account_status,
     can_extract,
     credentials_label,
+    data_source_name,
 )
 
 SORTABLE = {
@@ -34,6 +36,7 @@ class ConnectionSummary:
 
     connection_id: str
     data_source: str
+    data_source_name: str
     business_account: str | None
     business_account_id: str | None
     credentials: str | None
@@ -127,7 +130,7 @@ _SUMMARY = (
 )
 
 
-def _summary(row: sa.Row) -> ConnectionSummary:
+def _summary(row: sa.Row, app_names: Mapping[str, str]) -> ConnectionSummary:
     (
         connection_id,
         app,
@@ -149,6 +152,7 @@ def _summary(row: sa.Row) -> ConnectionSummary:
     return ConnectionSummary(
         connection_id=connection_id,
         data_source=app,
+        data_source_name=data_source_name(app, app_names),
         business_account=business_account,
         business_account_id=business_account_id,
         credentials=credentials_label(valid),
@@ -172,8 +176,9 @@ def _summary(row: sa.Row) -> ConnectionSummary:
 class ConnectionQueries:
     """The connections view, read for people (API and dashboard)."""
 
-    def __init__(self, engine: sa.Engine) -> None:
+    def __init__(self, engine: sa.Engine, app_names: Mapping[str, str] | None = None) -> None:
         self.engine = engine
+        self.app_names = dict(app_names or {})
 
     def list(
         self,
@@ -183,15 +188,20 @@ class ConnectionQueries:
         page: int = 1,
         page_size: int = 50,
     ) -> Page:
-        """Listed (not deleted) connections, searched by data source name."""
+        """Listed (not deleted) connections, searched case-insensitively by data source (its
+        id or its display name, as people write it) and by business account."""
         if sort not in SORTABLE:
             raise ValueError(f"cannot sort by {sort!r}; one of {', '.join(SORTABLE)}")
         where = "WHERE v.deleted_at IS NULL"
         params: dict[str, object] = {"limit": page_size, "offset": (page - 1) * page_size}
         if search:
-            where += " AND v.app ILIKE :search ESCAPE '\\'"
+            where += (
+                " AND (v.app ILIKE :search ESCAPE '\\' OR v.business_account ILIKE :search "
+                "ESCAPE '\\' OR v.app = ANY(:named))"
+            )
             escaped = search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             params["search"] = f"%{escaped}%"
+            params["named"] = self._apps_named(search)
         order = f"{SORTABLE[sort]} {'DESC' if descending else 'ASC'} NULLS LAST, v.connection_id"
         with self.engine.connect() as connection:
             total = connection.execute(
@@ -201,7 +211,17 @@ class ConnectionQueries:
                 sa.text(f"{_SUMMARY} {where} ORDER BY {order} LIMIT :limit OFFSET :offset"),
                 params,
             ).all()
-        return Page([_summary(r) for r in rows], total, page, page_size)
+        return Page([_summary(r, self.app_names) for r in rows], total, page, page_size)
+
+    def _apps_named(self, search: str) -> list[str]:
+        with self.engine.connect() as connection:
+            apps = connection.execute(
+                sa.text("SELECT DISTINCT app FROM connection_view WHERE deleted_at IS NULL")
+            ).scalars()
+            return [a for a in apps if search.lower() in self.name_of(a).lower()]
+
+    def name_of(self, app: str) -> str:
+        return data_source_name(app, self.app_names)
 
     def connection(self, connection_id: str) -> ConnectionDetail | None:
         with self.engine.connect() as connection:
@@ -226,7 +246,7 @@ class ConnectionQueries:
                 {"c": connection_id},
             ).all()
         return ConnectionDetail(
-            _summary(row),
+            _summary(row, self.app_names),
             [AccountLine(*a) for a in accounts],
             [
                 CredentialLine(c[0], "main" if i == 0 else "secondary", c[1])
