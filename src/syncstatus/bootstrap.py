@@ -32,6 +32,7 @@ from syncstatus.service.engine import StatusEngine
 from syncstatus.service.ports import StoreError
 from syncstatus.settings import Settings
 from syncstatus.store.database import create_engine, database_reachable, migrate
+from syncstatus.store.explain import ExplainQueries
 from syncstatus.store.notifications import NewRows
 from syncstatus.store.outbox import OutboxStore, RelayBatch
 from syncstatus.store.queries import ConnectionQueries, DeadLetterQueries
@@ -47,6 +48,7 @@ class Application:
     connections: ConnectionQueries
     commands: CommandService
     dead_letters: DeadLetterQueries
+    explain: ExplainQueries
 
     def close(self) -> None:
         self.database.dispose()
@@ -61,6 +63,7 @@ def build(settings: Settings) -> Application:
         connections=ConnectionQueries(database, settings.app_names),
         commands=CommandService(PostgresStore(database), settings.policy()),
         dead_letters=DeadLetterQueries(database),
+        explain=ExplainQueries(database, settings.policy()),
     )
 
 

@@ -14,7 +14,7 @@ from fastapi.staticfiles import StaticFiles
 
 from syncstatus.api.dependencies import configured_token, id_path
 from syncstatus.api.guard import RequestGuard
-from syncstatus.api.routes import commands, connections, dead_letters, history, statuses
+from syncstatus.api.routes import commands, connections, dead_letters, explain, history, statuses
 from syncstatus.bootstrap import Application
 
 STATIC = Path(__file__).with_name("static")
@@ -52,6 +52,7 @@ def create_app(application: Application) -> FastAPI:
     Id = id_path(settings)
     api.include_router(connections.build_router(Id))
     api.include_router(history.build_router(Id))
+    api.include_router(explain.build_router(Id))
     api.include_router(statuses.router)
     api.include_router(commands.build_router(Id))
     api.include_router(dead_letters.router)

@@ -12,6 +12,8 @@ from syncstatus.bootstrap import Application, build, build_service
 from syncstatus.runtime.logs import configure_logging
 from syncstatus.runtime.process import Loop
 from syncstatus.settings import Settings
+from syncstatus.statemachine.events import EventFamily
+from syncstatus.statemachine.explain import Explanation
 from syncstatus.statemachine.statuses import Status
 from syncstatus.store.database import create_engine, migrate
 
@@ -209,6 +211,60 @@ def history(connection_id: str) -> None:
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     for row in table:
         typer.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
+
+
+@app.command()
+def explain(connection_id: str) -> None:
+    """Print why a connection is where it is: what can move it, when the clock will, what is
+    parked, what was refused, and whether its data can be extracted."""
+    from syncstatus.kafka import family_topics
+
+    settings = Settings()
+    application = build(settings)
+    explanation = application.explain.explain(connection_id)
+    application.close()
+    if explanation is None:
+        typer.echo(f"no connection {connection_id}", err=True)
+        raise typer.Exit(1)
+    typer.echo(_explanation_text(explanation, family_topics(settings)))
+
+
+def _explanation_text(e: Explanation, topics: dict[EventFamily, str]) -> str:
+    lines = [
+        f"{e.connection_id}: {_status_text(e.status)} since {e.since:%Y-%m-%d %H:%M:%S} UTC",
+        "waiting for:",
+        *(
+            f"  {w.event_type.value} -> {_status_text(w.target)}  on {topics[w.family]}"
+            f"  (last producer: {w.last_producer or '-'})"
+            + ("  [connection-wide]" if w.connection_wide else "")
+            for w in e.waiting_for
+        ),
+        *(f"  not {b.event_type.value}: needs {b.guard}" for b in e.blocked),
+    ]
+    if e.substages_left:
+        lines.append("  substages left: " + ", ".join(s.value for s in e.substages_left))
+    if e.deadline is None:
+        lines.append("deadline: none (no timeout applies to this status)")
+    else:
+        d = e.deadline
+        lines.append(
+            f"deadline: {d.event_type.value} at {d.at:%Y-%m-%d %H:%M:%S} UTC "
+            + (f"(in {d.remaining_s:.0f} s)" if d.remaining_s > 0 else "(due now)")
+        )
+    lines.append(f"parked: {len(e.parked) or 'none'}")
+    lines += [
+        f"  {p.event_type.value} (session {p.session_id}) parked {p.age_s:.0f} s ago, "
+        f"{p.window_left_s:.0f} s left"
+        for p in e.parked
+    ]
+    lines.append(f"refusals: {len(e.refusals) or 'none'}")
+    lines += [
+        f"  {r.refused_at:%Y-%m-%d %H:%M:%S}  {r.reason}  {r.event_type or '-'}: {r.detail}"
+        for r in e.refusals
+    ]
+    lines.append("extraction: " + ("possible" if e.can_extract else "not possible"))
+    lines += [f"  {reason}" for reason in e.why_not]
+    return "\n".join(lines)
 
 
 @app.command()
