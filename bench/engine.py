@@ -14,10 +14,10 @@ import argparse
 import tempfile
 import time
 import uuid
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import sqlalchemy as sa
+from tests.helpers.streams import stream
 
 from syncstatus.devtools.embedded import EmbeddedPostgres
 from syncstatus.service.engine import StatusEngine
@@ -29,47 +29,6 @@ from syncstatus.store.database import create_engine, migrate
 from syncstatus.store.uow import PostgresStore
 
 E = EventType
-FLOW = [
-    E.AUTHORIZATION_STARTED,
-    E.AUTHORIZATION_SUCCEEDED,
-    E.LOADING_STARTED,
-    E.LOADING_COMPLETED,
-    E.STRUCTURING_STARTED,
-    E.STRUCTURING_COMPLETED,
-    E.PROCESSING_STARTED,
-    *[E.PROCESSING_SUBSTAGE_COMPLETED] * 5,
-    E.PROCESSING_COMPLETED,
-    E.SYNC_COMPLETED,
-]
-SUBSTAGES = list(Substage)
-
-
-def stream(
-    connections: int,
-    prefix: str = "conn",
-    start: datetime = datetime(2026, 1, 1, tzinfo=UTC),
-    producer: str = "bench",
-) -> list[SessionEvent]:
-    """Authorization → Synced for every connection, step k of every connection before step
-    k+1 of any: maximal interleaving."""
-    events = []
-    for step, kind in enumerate(FLOW):
-        for c in range(connections):
-            events.append(
-                SessionEvent(
-                    event_id=uuid.uuid4(),
-                    type=kind,
-                    connection_id=f"{prefix}-{c}",
-                    session_id=f"{prefix}-session-{c}",
-                    app="facebook_ads",
-                    occurred_at=start + timedelta(seconds=step),
-                    producer=producer,
-                    substage=SUBSTAGES[step - 7]
-                    if kind is E.PROCESSING_SUBSTAGE_COMPLETED
-                    else None,
-                )
-            )
-    return events
 
 
 def run_engine(url: str, events: list[SessionEvent], batch: int) -> float:
@@ -150,7 +109,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=2000)
     parser.add_argument("--batch", type=int, default=1000)
     args = parser.parse_args()
-    events = stream(args.connections)
+    events = stream(args.connections, producer="bench")
     with tempfile.TemporaryDirectory() as tmp, EmbeddedPostgres(Path(tmp) / "pg") as server:
         engine_rate = run_engine(fresh_database(server, "engine"), events, args.batch)
         naive_rate = run_naive(fresh_database(server, "naive"), events)

@@ -66,8 +66,8 @@ from typing import Any
 
 import psutil
 import structlog
+from tests.helpers.streams import FLOW, stream
 
-from bench.engine import FLOW, stream
 from syncstatus.devtools.embedded import EmbeddedKafka, EmbeddedPostgres, free_port
 from syncstatus.kafka import client_config, ensure_topics, family_topics
 from syncstatus.producers.publisher import EventPublisher

