@@ -18,6 +18,12 @@ _TS = sa.DateTime(timezone=True)
 
 
 def upgrade() -> None:
+    _connections_and_history()
+    _delivery_and_refusals()
+
+
+def _connections_and_history() -> None:
+    """The aggregate and its history."""
     op.create_table(
         "connections",
         sa.Column("connection_id", sa.Text, primary_key=True),
@@ -59,6 +65,9 @@ def upgrade() -> None:
     )
     op.create_index("status_history_session", "status_history", ["connection_id", "session_id"])
 
+
+def _delivery_and_refusals() -> None:
+    """The outbox, idempotency keys, parked events and dead letters."""
     op.create_table(
         "outbox",
         sa.Column("id", sa.BigInteger, primary_key=True, autoincrement=True),

@@ -18,6 +18,12 @@ _TS = sa.DateTime(timezone=True)
 
 
 def upgrade() -> None:
+    _view()
+    _children_and_commands()
+
+
+def _view() -> None:
+    """One row per connection, for people."""
     op.create_table(
         "connection_view",
         sa.Column("connection_id", sa.Text, primary_key=True),
@@ -47,6 +53,10 @@ def upgrade() -> None:
         ["created_at"],
         postgresql_where=sa.text("deleted_at IS NULL"),
     )
+
+
+def _children_and_commands() -> None:
+    """Accounts, credentials, activity and commands."""
     op.create_table(
         "accounts",
         sa.Column("connection_id", sa.Text, nullable=False),
