@@ -7,12 +7,12 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
+from bench.faults.processes import Producer, Reader, ServiceProcess
+from syncstatus.devtools.embedded import EmbeddedKafka, EmbeddedPostgres
 from syncstatus.kafka import ensure_topics
-
-if TYPE_CHECKING:
-    from bench.faults.campaign import Campaign
+from syncstatus.settings import Settings
 
 KILL = "kill"
 KILL_AFTER_COMMIT = "kill-after-db-commit"
@@ -32,6 +32,24 @@ KINDS = (
     INSTANCE_DIES,
     RELAY_DIES,
 )
+
+
+class Campaign(Protocol):
+    """What a fault acts on: the running campaign (bench/faults/campaign.py)."""
+
+    primary: ServiceProcess
+    postgres: EmbeddedPostgres
+    kafka: EmbeddedKafka
+    producer: Producer
+    reader: Reader
+    settings: Settings
+
+    def start_service(self, role: str) -> ServiceProcess: ...
+    def wait_until(self, condition: Callable[[], Any], timeout_s: float) -> bool: ...
+    def drained(self) -> bool: ...
+    def arm(self, point: str) -> None: ...
+    def armed(self, point: str) -> bool: ...
+    def disarm(self, point: str) -> None: ...
 
 
 @dataclass
