@@ -8,6 +8,7 @@ docs/screenshots/ only with SYNCSTATUS_SCREENSHOTS=1.
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -338,29 +339,68 @@ def test_the_list_shows_every_column_of_the_connected_sources(page: Page, dashbo
     expect(bing.get_by_test_id("cell-last-authorization")).to_have_text("—")
     expect(row(page, "conn-li").get_by_test_id("cell-account-status")).to_have_text("No accounts")
 
-    # Credentials in error: the "+" shows the detail, and hides it again.
+    # Credentials in error: the "+" shows the errors, and hides them again.
     hub = row(page, "conn-hub")
     expect(hub.get_by_test_id("cell-credentials")).to_contain_text("Error")
-    detail = page.locator('[data-testid="credentials-error-row"][data-connection-id="conn-hub"]')
+    detail = page.locator('[data-testid="errors-row"][data-connection-id="conn-hub"]')
     expect(detail).to_be_hidden()
-    hub.get_by_test_id("credentials-toggle").click()
+    hub.get_by_test_id("errors-toggle").click()
     expect(detail).to_be_visible()
     expect(detail).to_contain_text("Refresh token expired: the HubSpot password was changed")
-    expect(hub.get_by_test_id("credentials-toggle")).to_have_attribute("aria-expanded", "true")
+    expect(hub.get_by_test_id("errors-toggle")).to_have_attribute("aria-expanded", "true")
     screenshot(page, "connections.png")
-    hub.get_by_test_id("credentials-toggle").click()
+    hub.get_by_test_id("errors-toggle").click()
     expect(detail).to_be_hidden()
+
+
+def test_each_row_and_connection_page_show_the_source_sync_and_the_plan_refresh(
+    page: Page, dashboard: Dashboard
+):
+    page.goto(dashboard.url)
+    fb, tt, bing = (row(page, c) for c in ("conn-fb", "conn-tt", "conn-bing"))
+    expect(fb.get_by_test_id("source-sync-state")).to_have_text("Success")
+    expect(fb.get_by_test_id("data-refresh-state")).to_have_text("Success")
+    expect(fb.get_by_test_id("data-refresh-started")).to_have_attribute("datetime", re.compile("."))
+    expect(tt.get_by_test_id("source-sync-state")).to_have_text("Error")
+    expect(tt.get_by_test_id("source-sync-state")).to_have_attribute("data-tone", "error")
+    expect(tt.get_by_test_id("data-refresh")).to_have_text("—")
+    expect(bing.get_by_test_id("source-sync")).to_have_text("—")
+    expect(row(page, "conn-gads").get_by_test_id("data-refresh-state")).to_have_text("In progress")
+
+    # The "+" of an error status shows its reason, once, under the part it belongs to.
+    errors = page.locator('[data-testid="errors-row"][data-connection-id="conn-tt"]')
+    tt.get_by_test_id("errors-toggle").click()
+    expect(errors.get_by_test_id("source-sync-error")).to_contain_text(
+        "Unexpected column 'video_views_p75' in the report"
+    )
+    expect(errors.get_by_test_id("status-error")).to_have_count(0)
+
+    open_connection(page, dashboard, "conn-tt")
+    expect(page.get_by_test_id("connection-source-sync-state")).to_have_text("Error")
+    expect(page.get_by_test_id("connection-source-sync-started")).to_have_attribute(
+        "datetime", re.compile(".")
+    )
+    expect(page.get_by_test_id("connection-data-refresh")).to_have_text("—")
+    expect(page.get_by_test_id("source-sync-error")).to_contain_text("video_views_p75")
+
+    # A retry is in progress again, live.
+    dashboard.feed.apply("conn-tt", "s-1", E.STRUCTURING_STARTED)
+    expect(page.get_by_test_id("connection-source-sync-state")).to_have_text(
+        "In progress", timeout=LIVE_TIMEOUT_MS
+    )
 
 
 def test_search_sort_and_pages_survive_the_live_refresh(page: Page, dashboard: Dashboard):
     page.goto(dashboard.url)
     expect(rows(page)).to_have_count(8)
 
-    page.get_by_test_id("search-input").fill("ads")
+    page.get_by_test_id("search-input").fill("_ads")
     expect(sources(page)).to_have_text(
         ["bing_ads", "tiktok_ads", "linkedin_ads", "google_ads", "facebook_ads"]
     )
-    assert "q=ads" in page.url
+    assert "q=_ads" in page.url
+    page.get_by_test_id("search-input").fill("Tiktok Ads")
+    expect(sources(page)).to_have_text(["tiktok_ads"])
     page.get_by_test_id("search-input").fill("no such source")
     expect(page.get_by_test_id("empty")).to_contain_text("No connection matches")
     page.get_by_test_id("search-input").fill("")
@@ -395,8 +435,8 @@ def test_search_sort_and_pages_survive_the_live_refresh(page: Page, dashboard: D
     for column in ("col-status", "col-sync-status", "col-actions"):
         expect(page.get_by_test_id(column).locator("button")).to_have_count(0)
 
-    # Searched ("a" leaves hubspot out), three a page, by business account a-z.
-    page.goto(f"{dashboard.url}/#/?sort=business_account&order=asc&size=3&q=a")
+    # Searched ("s" leaves plaid and finance@ out), three a page, by business account a-z.
+    page.goto(f"{dashboard.url}/#/?sort=business_account&order=asc&size=3&q=s")
     expect(page.get_by_test_id("page-info")).to_have_text("Page 1 of 3")
     expect(page.get_by_test_id("page-range")).to_have_text("1–3 of 7")
     page.get_by_test_id("page-next").click()
@@ -410,10 +450,10 @@ def test_search_sort_and_pages_survive_the_live_refresh(page: Page, dashboard: D
     status = row(page, "conn-gads").get_by_test_id("sync-status")
     expect(status).to_have_text("Processing error", timeout=LIVE_TIMEOUT_MS)
     expect(page.get_by_test_id("page-info")).to_have_text("Page 2 of 3")
-    expect(page.get_by_test_id("search-input")).to_have_value("a")
+    expect(page.get_by_test_id("search-input")).to_have_value("s")
     expect(page.get_by_test_id("col-business_account")).to_have_attribute("aria-sort", "ascending")
     expect(accounts).to_have_text(second_page)
-    assert "page=2" in page.url and "q=a" in page.url
+    assert "page=2" in page.url and "q=s" in page.url
 
 
 def test_a_connection_page_follows_its_status_live(page: Page, dashboard: Dashboard):

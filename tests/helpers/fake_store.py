@@ -193,6 +193,10 @@ def _view_copy(v: ConnectionView, created_at: datetime | None = None) -> Connect
         reauthorization_failed_at=v.reauthorization_failed_at,
         reauthorization_error=v.reauthorization_error,
         deleted_at=v.deleted_at,
+        status_error=v.status_error,
+        status_failure_class=v.status_failure_class,
+        source_sync=replace(v.source_sync),
+        data_refresh=replace(v.data_refresh),
         accounts={
             a.account_id: AccountRow(a.account_id, a.name, a.status, a.created_at, a.updated_at)
             for a in sorted(v.accounts.values(), key=lambda a: a.account_id)

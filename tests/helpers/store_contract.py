@@ -28,6 +28,7 @@ from syncstatus.statemachine.connection import (
     Transition,
 )
 from syncstatus.statemachine.events import Account, EventType, Substage
+from syncstatus.statemachine.runs import RunOutcome, RunState
 from syncstatus.statemachine.statuses import Status
 from syncstatus.statemachine.view import AccountRow, AccountsState, ConnectionView, CredentialRow
 from tests.helpers.factories import T0, event, happy_session
@@ -418,6 +419,16 @@ class StoreContract:
             last_synced_at=T0 + timedelta(minutes=2),
             reauthorization_failed_at=T0 + timedelta(minutes=3),
             reauthorization_error="Re-authorization failed",
+            status_error="Quota exceeded",
+            status_failure_class="rate_limit",
+            source_sync=RunState(
+                RunOutcome.ERROR,
+                T0 + timedelta(minutes=4),
+                T0 + timedelta(minutes=2),
+                T0 + timedelta(minutes=5),
+                "Quota exceeded",
+            ),
+            data_refresh=RunState(RunOutcome.SUCCESS, T0, succeeded_at=T0 + timedelta(minutes=1)),
             accounts={
                 "b": AccountRow("b", "Second", "active", T0, T0 + timedelta(minutes=2)),
                 "a": AccountRow("a", "First", "paused", T0),
@@ -446,6 +457,7 @@ class StoreContract:
         assert list(loaded.accounts) == ["a", "b"], "accounts by id"
         assert [c.credential_id for c in loaded.credentials] == ["cred-1", "cred-2"]
         assert loaded.main_credential == "cred-2" and loaded.active_accounts == 1
+        assert loaded.source_sync is not view.source_sync, "a copy, not the saved state"
 
         # Children are rewritten only when marked changed; created_at is the first one.
         loaded.status, loaded.created_at = Status.DISCONNECTED, T0 + timedelta(days=1)

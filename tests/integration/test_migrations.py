@@ -24,7 +24,7 @@ def test_migrating_twice_is_harmless(db_engine):
     with db_engine.connect() as connection:
         current = MigrationContext.configure(connection).get_current_revision()
     head = ScriptDirectory.from_config(alembic_config(str(db_engine.url))).get_current_head()
-    assert current == head == "0008"
+    assert current == head == "0010"
 
 
 def test_0007_fills_the_scheduler_rules_of_existing_views_as_the_domain_states_them(database_url):

@@ -54,6 +54,7 @@ def session_event(**overrides: Any) -> dict[str, Any]:
         "substage": None,
         "attributes": {},
         "accounts": None,
+        "failure": None,
     } | overrides
 
 
@@ -351,11 +352,11 @@ def test_every_schema_is_released_unchanged_and_compatible_with_every_earlier_ve
     [
         (lambda s: s["fields"].pop(3), "StatusChanged changed without a new version"),
         (
-            lambda s: (s["fields"].pop(3), s.update(version=2)),
-            "StatusChanged v2 is not kept as StatusChanged.v2.avsc",
+            lambda s: (s["fields"].pop(3), s.update(version=3)),
+            "StatusChanged v3 is not kept as StatusChanged.v3.avsc",
         ),
         (
-            lambda s: (s["fields"].pop(3), s.update(version=2)),
+            lambda s: (s["fields"].pop(3), s.update(version=3)),
             "StatusChanged against StatusChanged.v1.avsc: forward",
         ),
     ],

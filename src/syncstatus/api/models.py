@@ -15,6 +15,7 @@ from syncstatus.statemachine.commands import (
     MIN_SYNC_FREQUENCY_MINUTES,
     IssuedCommand,
 )
+from syncstatus.statemachine.runs import RunOutcome
 from syncstatus.statemachine.statuses import Status
 from syncstatus.store.queries import (
     SORTABLE,
@@ -34,6 +35,14 @@ class StatusOut(BaseModel):
 class StatusRef(BaseModel):
     code: int
     name: str
+
+
+class RunStateOut(BaseModel):
+    state: RunOutcome | None = Field(description="null: no run of this part yet.")
+    started_at: datetime | None
+    succeeded_at: datetime | None
+    failed_at: datetime | None
+    error: str | None = Field(description="The error of the last failure.")
 
 
 class SummaryOut(BaseModel):
@@ -57,6 +66,18 @@ class SummaryOut(BaseModel):
     reauthorization_error: str | None
     sync_frequency_minutes: int
     can_extract: bool
+    status_error: str | None = Field(
+        description="Why the connection is in its error status; null unless it is in one."
+    )
+    status_failure_class: str | None = Field(
+        description="The class of that failure (credentials, permission, rate_limit, "
+        "source_unavailable, data, internal; unknown when its producer sent only error text)."
+    )
+    accounts_error: str | None = Field(description="Why its accounts could not be listed.")
+    source_sync: RunStateOut = Field(
+        description="Source data sync: the loading, deduplication and structuring stages."
+    )
+    data_refresh: RunStateOut = Field(description="Plan data refresh: the processing stage.")
 
 
 class PageOut(BaseModel):

@@ -25,6 +25,9 @@ class Metrics:
             "syncstatus_transitions", "Applied transitions", "from_status", "to_status"
         )
         self.refusals = counter("syncstatus_refusals", "Refused events and messages", "reason")
+        self.failures = counter(
+            "syncstatus_failures", "Transitions caused by a failure, by its class", "app", "class"
+        )
         self.batch_size = histogram(
             "syncstatus_batch_size",
             "Messages per applied batch",
@@ -81,6 +84,8 @@ class Metrics:
         for t in result.transitions:
             source = "new" if t.from_status is None else str(int(t.from_status))
             self.transitions.labels(source, str(int(t.to_status))).inc()
+            if t.failure_class is not None:
+                self.failures.labels(t.app, t.failure_class.value).inc()
         for r in result.refusals:
             self.refusals.labels(r.reason.value).inc()
 

@@ -100,6 +100,9 @@ class StatusChangeMessages:
                 "error": t.error,
                 "occurred_at": t.occurred_at,
                 "recorded_at": t.recorded_at,
+                "failure_class": t.failure_class.value if t.failure_class else None,
+                "failure_retryable": t.failure.retryable if t.failure else None,
+                "failure_code": t.failure.code if t.failure else None,
             }
         )
 

@@ -279,6 +279,7 @@ class Connection:
                 error=event.error,
                 substage=event.substage,
                 attributes=event.attributes,
+                failure=event.failure,
             )
         )
         if event.type is EventType.PROCESSING_STARTED:
@@ -286,7 +287,9 @@ class Connection:
         elif event.type is EventType.PROCESSING_SUBSTAGE_COMPLETED and event.substage:
             self.completed_substages = self.completed_substages | {event.substage}
         self.timed_out_from = self.status if decision.target is Status.TIMED_OUT else None
-        self.holds_credentials = credentials_after(self.holds_credentials, event.type)
+        self.holds_credentials = credentials_after(
+            self.holds_credentials, event.type, event.failure_class
+        )
         if event.type is EventType.CONNECTION_DELETED:
             self.deleted_at = now
         self.app = self.app or event.app

@@ -121,6 +121,33 @@ class Account:
     status: str
 
 
+class FailureClass(Enum):
+    """Why something failed, as its producer classifies it: what to do next depends on it
+    (re-connect for credentials, wait for a rate limit, fix configuration for permission)."""
+
+    CREDENTIALS = "credentials"
+    PERMISSION = "permission"
+    RATE_LIMIT = "rate_limit"
+    SOURCE_UNAVAILABLE = "source_unavailable"
+    DATA = "data"
+    INTERNAL = "internal"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    failure_class: FailureClass
+    retryable: bool
+    code: str | None = None
+
+    def to_record(self) -> dict[str, Any]:
+        return {"class": self.failure_class.name, "retryable": self.retryable, "code": self.code}
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> Failure:
+        return cls(FailureClass[record["class"]], record["retryable"], record.get("code"))
+
+
 class InvalidEvent(ValueError):
     """An event that can never be decided, whatever the connection's status."""
 
@@ -143,6 +170,7 @@ class SessionEvent:
     substage: Substage | None = None
     attributes: Mapping[str, str] = field(default_factory=dict)
     accounts: tuple[Account, ...] | None = None
+    failure: Failure | None = None
 
     def __post_init__(self) -> None:
         for name in ("connection_id", "session_id", "app", "producer"):
@@ -154,6 +182,13 @@ class SessionEvent:
             raise InvalidEvent("PROCESSING_SUBSTAGE_COMPLETED names no substage")
         if self.type is EventType.ACCOUNTS_SYNCED and self.accounts is None:
             raise InvalidEvent("ACCOUNTS_SYNCED carries no accounts list")
+
+    @property
+    def failure_class(self) -> FailureClass | None:
+        """The failure's class; UNKNOWN for a producer that sends only error text."""
+        if self.failure is not None:
+            return self.failure.failure_class
+        return FailureClass.UNKNOWN if self.error else None
 
     def to_record(self) -> dict[str, Any]:
         """The event as plain values, enums by their value: what the Avro schema holds and
@@ -175,13 +210,14 @@ class SessionEvent:
                 {"account_id": a.account_id, "name": a.name, "status": a.status}
                 for a in self.accounts
             ],
+            "failure": None if self.failure is None else self.failure.to_record(),
         }
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> SessionEvent:
         """The inverse of `to_record`; ids and times may come as text (stored JSON), and
         accounts as `[id, name, status]` lists (rows stored before 0.2)."""
-        accounts = record.get("accounts")
+        accounts, failure = record.get("accounts"), record.get("failure")
         return cls(
             event_id=_as_uuid(record["event_id"]),
             type=EventType(record["type"]),
@@ -194,6 +230,7 @@ class SessionEvent:
             substage=Substage(record["substage"]) if record["substage"] else None,
             attributes=record["attributes"],
             accounts=None if accounts is None else tuple(_as_account(a) for a in accounts),
+            failure=None if failure is None else Failure.from_record(failure),
         )
 
 
@@ -235,6 +272,8 @@ class EventLimits:
             if not self.id_pattern.fullmatch(getattr(event, name)):
                 self._refuse(f"{name} {getattr(event, name)[:80]!r} does not match the id rule")
         self._text("error", event.error or "", self.max_text_length)
+        if event.failure is not None:
+            self._text("failure code", event.failure.code or "", self.max_id_length)
         if len(event.attributes) > self.max_attributes:
             self._refuse(f"{len(event.attributes)} attributes; at most {self.max_attributes}")
         for key, value in event.attributes.items():

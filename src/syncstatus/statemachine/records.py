@@ -9,7 +9,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
 
-from syncstatus.statemachine.events import EventType, SessionEvent, Substage
+from syncstatus.statemachine.events import (
+    EventType,
+    Failure,
+    FailureClass,
+    SessionEvent,
+    Substage,
+)
 from syncstatus.statemachine.statuses import Status
 
 
@@ -53,6 +59,14 @@ class Transition:
     error: str | None
     substage: Substage | None
     attributes: Mapping[str, str] = field(default_factory=dict)
+    failure: Failure | None = None
+
+    @property
+    def failure_class(self) -> FailureClass | None:
+        """The causing failure's class; UNKNOWN when it came with error text alone."""
+        if self.failure is not None:
+            return self.failure.failure_class
+        return FailureClass.UNKNOWN if self.error else None
 
 
 @dataclass(frozen=True, slots=True)

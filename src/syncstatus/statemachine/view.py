@@ -14,6 +14,7 @@ from enum import Enum
 from syncstatus.statemachine.connection import Activity, Transition
 from syncstatus.statemachine.credentials import credentials_after, is_reauthorization_failure
 from syncstatus.statemachine.events import EventType
+from syncstatus.statemachine.runs import Part, RunState
 from syncstatus.statemachine.statuses import Status
 
 DEFAULT_SYNC_FREQUENCY_MINUTES = 1440
@@ -110,6 +111,10 @@ class ConnectionView:
     reauthorization_error: str | None = None
     sync_frequency_minutes: int = DEFAULT_SYNC_FREQUENCY_MINUTES
     deleted_at: datetime | None = None
+    status_error: str | None = None
+    status_failure_class: str | None = None
+    source_sync: RunState = field(default_factory=RunState)
+    data_refresh: RunState = field(default_factory=RunState)
     accounts: dict[str, AccountRow] = field(default_factory=dict)
     credentials: list[CredentialRow] = field(default_factory=list)
     accounts_changed: bool = False
@@ -146,6 +151,11 @@ class ConnectionView:
 
     def apply_transition(self, t: Transition) -> None:
         self.status = t.to_status
+        self.status_error = t.error if t.to_status.is_error else None
+        failure = t.failure_class if t.to_status.is_error else None
+        self.status_failure_class = None if failure is None else failure.value
+        self.source_sync.apply(Part.SOURCE_SYNC, t)
+        self.data_refresh.apply(Part.DATA_REFRESH, t)
         self._apply_credentials(t)
         if t.event_type is EventType.AUTHORIZATION_SUCCEEDED:
             self.last_authorized_at = t.occurred_at
@@ -170,17 +180,18 @@ class ConnectionView:
     def _apply_credentials(self, t: Transition) -> None:
         """The same rule the aggregate's guards read; a failed re-authorization is shown, not
         taken for lost credentials."""
-        kind = t.event_type
-        if is_reauthorization_failure(self.credentials_valid, kind):
+        kind, failure = t.event_type, t.failure_class
+        if is_reauthorization_failure(self.credentials_valid, kind, failure):
             self.reauthorization_failed_at = t.occurred_at
             self.reauthorization_error = t.error or _REAUTHORIZATION_NOT_COMPLETED[kind]
             return
         if kind is EventType.AUTHORIZATION_SUCCEEDED:
             self.reauthorization_failed_at = self.reauthorization_error = None
-        valid = credentials_after(self.credentials_valid, kind)
+        valid = credentials_after(self.credentials_valid, kind, failure)
         if valid != self.credentials_valid:
             self.credentials_valid = valid
-            self.credentials_error = None if valid else t.error or _CREDENTIALS_LOST[kind]
+            lost = _CREDENTIALS_LOST.get(kind, "The data source refused the credentials")
+            self.credentials_error = None if valid else t.error or lost
 
     def apply_activity(self, activity: Activity) -> None:
         event = activity.event

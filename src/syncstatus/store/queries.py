@@ -9,6 +9,7 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from syncstatus.service.inbound import Origin
+from syncstatus.statemachine.runs import RunState
 from syncstatus.statemachine.statuses import Status
 from syncstatus.statemachine.view import (
     AccountsState,
@@ -17,6 +18,8 @@ from syncstatus.statemachine.view import (
     credentials_label,
     data_source_name,
 )
+from syncstatus.store.rows import RUN_STATE_FIELDS, run_state_from_row
+from syncstatus.store.schema import RUN_PARTS
 
 SORTABLE = {
     "data_source": "v.app",
@@ -26,8 +29,11 @@ SORTABLE = {
     "business_account_id": "v.business_account_id",
     "created": "v.created_at",
     "last_authorization": "v.last_authorized_at",
+    "source_sync": "v.source_sync_started_at",
+    "data_refresh": "v.data_refresh_started_at",
 }
-"""Columns of the Connected sources list a person may sort by (not Status, not Actions)."""
+"""Columns of the Connected sources list a person may sort by (not Status, not Actions); the
+two card statuses sort by when they last started."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +60,11 @@ class ConnectionSummary:
     reauthorization_error: str | None
     sync_frequency_minutes: int
     can_extract: bool
+    status_error: str | None
+    status_failure_class: str | None
+    accounts_error: str | None
+    source_sync: RunState
+    data_refresh: RunState
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,8 +136,9 @@ _SUMMARY = (
     "v.credentials_valid, v.credentials_error, v.accounts_state, v.account_count, "
     "v.active_account_count, v.status, "
     "v.created_at, v.last_authorized_at, v.last_synced_at, v.reauthorization_failed_at, "
-    "v.reauthorization_error, v.sync_frequency_minutes "
-    "FROM connection_view v"
+    "v.reauthorization_error, v.sync_frequency_minutes, v.status_error, v.accounts_error, "
+    + ", ".join(f"v.{part}_{name}" for part in RUN_PARTS for name in RUN_STATE_FIELDS)
+    + ", v.status_failure_class FROM connection_view v"
 )
 
 
@@ -148,7 +160,9 @@ def _summary(row: sa.Row, app_names: Mapping[str, str]) -> ConnectionSummary:
         reauthorization_failed_at,
         reauthorization_error,
         frequency,
-    ) = row
+        status_error,
+        accounts_error,
+    ) = row[:18]
     return ConnectionSummary(
         connection_id=connection_id,
         data_source=app,
@@ -170,6 +184,11 @@ def _summary(row: sa.Row, app_names: Mapping[str, str]) -> ConnectionSummary:
         reauthorization_error=reauthorization_error,
         sync_frequency_minutes=frequency,
         can_extract=can_extract(valid, active, None),
+        status_error=status_error,
+        accounts_error=accounts_error,
+        source_sync=run_state_from_row(row[18:23]),
+        data_refresh=run_state_from_row(row[23:28]),
+        status_failure_class=row[28],
     )
 
 

@@ -14,7 +14,14 @@ from sqlalchemy.dialects import postgresql
 
 from syncstatus.service.inbound import Origin
 from syncstatus.statemachine.connection import Connection, MarkKey, ProducerMark, Transition
-from syncstatus.statemachine.events import EventType, SessionEvent, Substage
+from syncstatus.statemachine.events import (
+    EventType,
+    Failure,
+    FailureClass,
+    SessionEvent,
+    Substage,
+)
+from syncstatus.statemachine.runs import RunOutcome, RunState
 from syncstatus.statemachine.statuses import Status
 from syncstatus.statemachine.view import AccountRow, AccountsState, ConnectionView, CredentialRow
 from syncstatus.store import schema
@@ -33,6 +40,9 @@ HISTORY_COLUMNS = (
     "recorded_at",
     "error",
     "substage",
+    "failure_class",
+    "failure_retryable",
+    "failure_code",
 )
 """status_history as a Transition holds it, in this order wherever it is written or read."""
 
@@ -52,12 +62,15 @@ def history_row(t: Transition) -> tuple[Any, ...]:
         t.recorded_at,
         t.error,
         t.substage.value if t.substage else None,
+        t.failure.failure_class.value if t.failure else None,
+        t.failure.retryable if t.failure else None,
+        t.failure.code if t.failure else None,
     )
 
 
 def transition_from_row(row: Sequence[Any]) -> Transition:
     (cid, sequence, sid, app, from_status, to_status, event_id, event_type, producer) = row[:9]
-    occurred_at, recorded_at, error, substage = row[9:13]
+    occurred_at, recorded_at, error, substage, failure_class, retryable, code = row[9:16]
     return Transition(
         connection_id=cid,
         sequence=sequence,
@@ -72,6 +85,9 @@ def transition_from_row(row: Sequence[Any]) -> Transition:
         recorded_at=recorded_at,
         error=error,
         substage=Substage(substage) if substage else None,
+        failure=None
+        if failure_class is None
+        else Failure(FailureClass(failure_class), retryable, code),
     )
 
 
@@ -168,6 +184,9 @@ def marks_json(connections: Sequence[Connection]) -> Jsonb:
     )
 
 
+RUN_STATE_FIELDS = ("state", "started_at", "succeeded_at", "failed_at", "error")
+"""A card status as RunState holds it, in this order in connection_view (after its part)."""
+
 VIEW_PROJECTED = (
     "app",
     "status",
@@ -187,9 +206,13 @@ VIEW_PROJECTED = (
     "can_extract",
     "can_sync_accounts",
     "sync_in_progress",
+    "status_error",
+    *(f"{part}_{name}" for part in schema.RUN_PARTS for name in RUN_STATE_FIELDS),
+    "status_failure_class",
 )
 """The connection_view columns the projection owns; scheduling columns belong to commands.
-The last three are the domain's rules, stored so the scheduler can select by them."""
+can_extract, can_sync_accounts and sync_in_progress are the domain's rules, stored so the
+scheduler can select by them."""
 VIEW_COLUMNS = ", ".join(("connection_id", "created_at", *VIEW_PROJECTED))
 VIEW_ARRAYS = ", ".join(
     f"%b::{schema.connection_view.c[name].type.compile(dialect=postgresql.dialect())}[]"
@@ -223,6 +246,27 @@ def view_row(v: ConnectionView) -> tuple[Any, ...]:
         v.can_extract,
         v.can_sync_accounts,
         v.sync_in_progress,
+        v.status_error,
+        *run_state_row(v.source_sync),
+        *run_state_row(v.data_refresh),
+        v.status_failure_class,
+    )
+
+
+def run_state_row(run: RunState) -> tuple[Any, ...]:
+    return (
+        None if run.state is None else run.state.value,
+        run.started_at,
+        run.succeeded_at,
+        run.failed_at,
+        run.error,
+    )
+
+
+def run_state_from_row(row: Sequence[Any]) -> RunState:
+    state, started_at, succeeded_at, failed_at, error = row
+    return RunState(
+        None if state is None else RunOutcome(state), started_at, succeeded_at, failed_at, error
     )
 
 
@@ -230,6 +274,8 @@ def view_from_row(row: Sequence[Any]) -> ConnectionView:
     (cid, created_at, app, status, business_account, business_account_id) = row[:6]
     credentials_valid, credentials_error, accounts_state, accounts_error = row[6:10]
     authorized_at, synced_at, reauth_failed_at, reauth_error, deleted_at = row[12:17]
+    status_error, source_sync, data_refresh = row[20], row[21:26], row[26:31]
+    status_failure_class = row[31]
     return ConnectionView(
         connection_id=cid,
         app=app,
@@ -246,6 +292,10 @@ def view_from_row(row: Sequence[Any]) -> ConnectionView:
         reauthorization_failed_at=reauth_failed_at,
         reauthorization_error=reauth_error,
         deleted_at=deleted_at,
+        status_error=status_error,
+        source_sync=run_state_from_row(source_sync),
+        data_refresh=run_state_from_row(data_refresh),
+        status_failure_class=status_failure_class,
     )
 
 

@@ -24,6 +24,9 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
 metadata = MetaData()
 
+RUN_PARTS = ("source_sync", "data_refresh")
+"""The parts of a session a connection card shows a status of, as column prefixes."""
+
 connections = Table(
     "connections",
     metadata,
@@ -78,6 +81,9 @@ status_history = Table(
     Column("recorded_at", DateTime(timezone=True), nullable=False),
     Column("error", Text),
     Column("substage", Text),
+    Column("failure_class", Text),
+    Column("failure_retryable", Boolean),
+    Column("failure_code", Text),
     PrimaryKeyConstraint("connection_id", "sequence"),
     Index("status_history_session", "connection_id", "session_id"),
 )
@@ -159,6 +165,19 @@ connection_view = Table(
     Column("can_extract", Boolean, nullable=False, server_default=text("false")),
     Column("can_sync_accounts", Boolean, nullable=False, server_default=text("false")),
     Column("sync_in_progress", Boolean, nullable=False, server_default=text("false")),
+    Column("status_error", Text),
+    *(
+        column
+        for part in RUN_PARTS
+        for column in (
+            Column(f"{part}_state", Text),
+            Column(f"{part}_started_at", DateTime(timezone=True)),
+            Column(f"{part}_succeeded_at", DateTime(timezone=True)),
+            Column(f"{part}_failed_at", DateTime(timezone=True)),
+            Column(f"{part}_error", Text),
+        )
+    ),
+    Column("status_failure_class", Text),
     Index("connection_view_app", "app"),
     Index("connection_view_listed", "created_at", postgresql_where=text("deleted_at IS NULL")),
 )

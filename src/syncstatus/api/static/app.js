@@ -10,8 +10,11 @@ const SORTABLE = {
   business_account_id: "Business account ID",
   created: "Created",
   last_authorization: "Last authorization",
+  source_sync: "Source data sync",
+  data_refresh: "Plan data refresh",
 };
 const PAGE_SIZES = [10, 20, 50, 100];
+const LIST_COLUMNS = 11;
 const FREQUENCIES = [
   [15, "Every 15 minutes"],
   [30, "Every 30 minutes"],
@@ -210,6 +213,58 @@ function credentialsBadge(summary, testid) {
     },
     summary.credentials,
   );
+}
+
+// The two card statuses (seed 004): how the source data sync and the plan data refresh last
+// ran, each with the day and time it last started.
+
+const RUN_PARTS = [
+  ["source_sync", "Source data sync"],
+  ["data_refresh", "Plan data refresh"],
+];
+const RUN_TEXT = {
+  success: ["synced", "Success"],
+  in_progress: ["progress", "In progress"],
+  error: ["error", "Error"],
+};
+
+const partId = (part) => part.replace("_", "-");
+
+function runStatus(run, label, testid) {
+  if (!run.state) {
+    return h("span", { class: "run muted", "data-testid": testid, "data-state": "", title: `No ${label.toLowerCase()} yet` }, "—");
+  }
+  const [t, text] = RUN_TEXT[run.state];
+  const facts = [`${label}: ${text.toLowerCase()}`];
+  if (run.succeeded_at) facts.push(`last succeeded ${DATE.format(new Date(run.succeeded_at))}`);
+  if (run.failed_at) facts.push(`last failed ${DATE.format(new Date(run.failed_at))}: ${run.error || "no reason given"}`);
+  return h(
+    "span",
+    { class: "run", "data-testid": testid, "data-state": run.state, title: facts.join(" · ") },
+    h("span", { class: `pill tone-${t}`, "data-testid": `${testid}-state`, "data-tone": t }, h("span", { class: "dot", "aria-hidden": "true" }), text),
+    h("span", { class: "run-started" }, h("span", { class: "visually-hidden" }, "last started "), timeEl(run.started_at, { stacked: true, testid: `${testid}-started` })),
+  );
+}
+
+// Every error a connection has now, each with its reason: what the row's "+" and the
+// connection page's notes show. A run's error that is the current status's is shown once.
+function connectionErrors(s) {
+  const runs = RUN_PARTS.filter(([part]) => s[part].state === "error").map(([part, label]) => [
+    partId(part),
+    `${label} error`,
+    s[part].error || "No reason given",
+  ]);
+  const statusShown = runs.some(([, , text]) => text === s.status_error);
+  return [
+    s.credentials === "Error" ? ["credentials", "Credentials error", s.credentials_error || "Invalid credentials"] : null,
+    s.status.is_error && !statusShown ? ["status", s.status.name, s.status_error || "No reason given"] : null,
+    s.account_status === "Error" ? ["accounts", "Accounts error", s.accounts_error || "Accounts could not be listed"] : null,
+    ...runs,
+  ].filter(Boolean);
+}
+
+function errorBox([key, label, text], extra = null) {
+  return h("div", { class: "error-box", role: "note", "data-testid": `${key}-error` }, svg(ICONS.warn, 16), h("span", {}, h("strong", {}, `${label}: `), text, extra));
 }
 
 function extractBlocker(summary) {
@@ -642,6 +697,8 @@ class ListView {
         sortable("created"),
         sortable("last_authorization"),
         th("Sync status", { title: "Where the connection's current session stands", "data-testid": "col-sync-status" }),
+        sortable("source_sync"),
+        sortable("data_refresh"),
         th(h("span", { class: "visually-hidden" }, "Actions"), { class: "actions-col", "data-testid": "col-actions" }),
       ),
     );
@@ -686,7 +743,7 @@ class ListView {
           {},
           h(
             "td",
-            { colspan: 9 },
+            { colspan: LIST_COLUMNS },
             listState.search
               ? emptyState(`No connection matches “${listState.search}”.`, "The search looks at the data source name.")
               : emptyState("No connections yet.", "Connections appear here as soon as their authorization starts."),
@@ -738,21 +795,21 @@ class ListView {
   row(s) {
     const id = s.connection_id;
     const expanded = listState.expanded.has(id);
-    const errorId = `cred-error-${id.replace(/[^a-zA-Z0-9_-]/g, "_")}`;
+    const errorId = `errors-${id.replace(/[^a-zA-Z0-9_-]/g, "_")}`;
     const link = `#/connections/${encodeURIComponent(id)}`;
     const blocked = extractBlocker(s);
-    const credentials = h("div", { class: "cred" });
-    if (s.credentials === "Error") {
-      credentials.append(
-        h(
+    const errors = connectionErrors(s);
+    const toggle = errors.length
+      ? h(
           "button",
           {
             type: "button",
             class: "expander",
             "aria-expanded": String(expanded),
             "aria-controls": errorId,
-            "aria-label": expanded ? "Hide the credentials error" : "Show the credentials error",
-            "data-testid": "credentials-toggle",
+            "aria-label": expanded ? "Hide the errors" : "Show the errors",
+            title: errors.map(([, label]) => label).join(", "),
+            "data-testid": "errors-toggle",
             "data-focus-key": `toggle-${id}`,
             onclick: () => {
               if (listState.expanded.has(id)) listState.expanded.delete(id);
@@ -762,21 +819,20 @@ class ListView {
             },
           },
           expanded ? "−" : "+",
-        ),
-      );
-    }
-    credentials.append(credentialsBadge(s, "credentials"));
+        )
+      : null;
     const tr = h(
       "tr",
       { "data-testid": "connection-row", "data-connection-id": id, class: s.status.is_error ? "row-error" : "" },
       h("td", { "data-testid": "cell-data-source" }, h("a", { href: link, class: "source", "data-focus-key": `open-${id}` }, sourceIcon(s.data_source), s.data_source)),
       h("td", { "data-testid": "cell-business-account" }, s.business_account || dash()),
-      h("td", { "data-testid": "cell-credentials" }, credentials),
+      h("td", { "data-testid": "cell-credentials" }, h("div", { class: "cred" }, credentialsBadge(s, "credentials"))),
       h("td", { "data-testid": "cell-account-status" }, h("span", { class: s.account_status === "Error" ? "text-error" : "" }, s.account_status)),
       h("td", { "data-testid": "cell-business-account-id" }, s.business_account_id ? h("code", { class: "clip", title: s.business_account_id }, s.business_account_id) : dash()),
       h("td", { "data-testid": "cell-created" }, timeEl(s.created, { stacked: true })),
       h("td", { "data-testid": "cell-last-authorization" }, timeEl(s.last_authorization, { stacked: true })),
-      h("td", { "data-testid": "cell-sync-status" }, statusPill(s.status, { testid: "sync-status" })),
+      h("td", { "data-testid": "cell-sync-status" }, h("div", { class: "with-toggle" }, statusPill(s.status, { testid: "sync-status" }), toggle)),
+      RUN_PARTS.map(([part, label]) => h("td", { "data-testid": `cell-${partId(part)}` }, runStatus(s[part], label, partId(part)))),
       h(
         "td",
         { "data-testid": "cell-actions" },
@@ -814,15 +870,11 @@ class ListView {
         ),
       ),
     );
-    if (s.credentials !== "Error") return [tr];
+    if (!errors.length) return [tr];
     const detail = h(
       "tr",
-      { class: "error-detail", id: errorId, hidden: !expanded, "data-testid": "credentials-error-row", "data-connection-id": id },
-      h(
-        "td",
-        { colspan: 9 },
-        h("div", { class: "error-box" }, svg(ICONS.warn, 16), h("span", {}, h("strong", {}, "Credentials error: "), s.credentials_error || "Invalid credentials"), h("a", { href: link }, "Open connection")),
-      ),
+      { class: "error-detail", id: errorId, hidden: !expanded, "data-testid": "errors-row", "data-connection-id": id },
+      h("td", { colspan: LIST_COLUMNS }, errors.map((error) => errorBox(error)), h("a", { href: link, class: "error-link" }, "Open connection")),
     );
     return [tr, detail];
   }
@@ -1019,9 +1071,7 @@ class ConnectionView {
           ),
         ),
       ),
-      s.credentials === "Error"
-        ? h("div", { class: "error-box", role: "note", "data-testid": "credentials-error" }, svg(ICONS.warn, 16), h("span", {}, h("strong", {}, "Credentials error: "), s.credentials_error || "Invalid credentials", " — use Re-connect to authorize again."))
-        : null,
+      connectionErrors(s).map((error) => errorBox(error, error[0] === "credentials" ? " — use Re-connect to authorize again." : null)),
       h(
         "dl",
         { class: "facts" },
@@ -1032,6 +1082,7 @@ class ConnectionView {
         fact("Created", timeEl(s.created, { stacked: true }), "connection-created"),
         fact("Last authorization", timeEl(s.last_authorization, { stacked: true }), "connection-last-authorization"),
         fact("Last sync", timeEl(s.last_sync, { stacked: true }), "connection-last-sync"),
+        RUN_PARTS.map(([part, label]) => fact(label, runStatus(s[part], label, `connection-${partId(part)}`), `connection-${partId(part)}-cell`)),
         fact("Sync frequency", frequencyText(s.sync_frequency_minutes), "connection-sync-frequency"),
       ),
       h(
