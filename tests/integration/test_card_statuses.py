@@ -15,10 +15,21 @@ from syncstatus.settings import Settings
 from syncstatus.statemachine.connection import Policy
 from syncstatus.statemachine.events import EventType
 from syncstatus.statemachine.runs import RunOutcome
+from syncstatus.store.queries import ConnectionQueries
 from syncstatus.store.uow import PostgresStore
 from tests.helpers.factories import event, happy_session
 
 E = EventType
+
+
+@pytest.fixture
+def engine(db_engine) -> StatusEngine:
+    return StatusEngine(PostgresStore(db_engine), Policy())
+
+
+@pytest.fixture
+def queries(db_engine) -> ConnectionQueries:
+    return ConnectionQueries(db_engine)
 
 
 @pytest.fixture

@@ -23,6 +23,16 @@ E = EventType
 
 
 @pytest.fixture
+def engine(db_engine) -> StatusEngine:
+    return StatusEngine(PostgresStore(db_engine), Policy())
+
+
+@pytest.fixture
+def queries(db_engine) -> ConnectionQueries:
+    return ConnectionQueries(db_engine)
+
+
+@pytest.fixture
 def commands(db_engine) -> CommandService:
     return CommandService(PostgresStore(db_engine), Policy())
 
