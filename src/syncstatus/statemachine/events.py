@@ -148,6 +148,14 @@ class Failure:
         return cls(FailureClass[record["class"]], record["retryable"], record.get("code"))
 
 
+def failure_class_of(failure: Failure | None, error: str | None) -> FailureClass | None:
+    """The class a failure reads as: the producer's, or UNKNOWN when it sent error text alone;
+    None when there is no failure at all."""
+    if failure is not None:
+        return failure.failure_class
+    return FailureClass.UNKNOWN if error else None
+
+
 class InvalidEvent(ValueError):
     """An event that can never be decided, whatever the connection's status."""
 
@@ -185,10 +193,7 @@ class SessionEvent:
 
     @property
     def failure_class(self) -> FailureClass | None:
-        """The failure's class; UNKNOWN for a producer that sends only error text."""
-        if self.failure is not None:
-            return self.failure.failure_class
-        return FailureClass.UNKNOWN if self.error else None
+        return failure_class_of(self.failure, self.error)
 
     def to_record(self) -> dict[str, Any]:
         """The event as plain values, enums by their value: what the Avro schema holds and

@@ -15,6 +15,7 @@ from syncstatus.statemachine.events import (
     FailureClass,
     SessionEvent,
     Substage,
+    failure_class_of,
 )
 from syncstatus.statemachine.statuses import Status
 
@@ -63,10 +64,7 @@ class Transition:
 
     @property
     def failure_class(self) -> FailureClass | None:
-        """The causing failure's class; UNKNOWN when it came with error text alone."""
-        if self.failure is not None:
-            return self.failure.failure_class
-        return FailureClass.UNKNOWN if self.error else None
+        return failure_class_of(self.failure, self.error)
 
 
 @dataclass(frozen=True, slots=True)
