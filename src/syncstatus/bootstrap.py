@@ -11,7 +11,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from syncstatus.consumers.event_consumer import EventConsumer
+from syncstatus.consumers.event_consumer import EventConsumer, MessageDecoder
 from syncstatus.kafka import consumer_factory, ensure_topics, input_topics, producer_factory
 from syncstatus.producers.relay import (
     Message,
@@ -19,6 +19,7 @@ from syncstatus.producers.relay import (
     Relay,
     command_message,
     dead_letter_message,
+    redrive_message,
     shrunk_dead_letter,
     status_change_message,
 )
@@ -28,14 +29,16 @@ from syncstatus.runtime.metrics import Metrics
 from syncstatus.runtime.process import Loop, Service
 from syncstatus.schemas.messages import CommandMessages, EventMessages, StatusChangeMessages
 from syncstatus.service.commands import CommandService
+from syncstatus.service.dead_letters import DeadLetterTriage
 from syncstatus.service.engine import StatusEngine
 from syncstatus.service.ports import StoreError
 from syncstatus.settings import Settings
 from syncstatus.store.database import create_engine, database_reachable, migrate
+from syncstatus.store.dead_letters import DeadLetterQueries
 from syncstatus.store.explain import ExplainQueries
 from syncstatus.store.notifications import NewRows
 from syncstatus.store.outbox import OutboxStore, RelayBatch
-from syncstatus.store.queries import ConnectionQueries, DeadLetterQueries
+from syncstatus.store.queries import ConnectionQueries
 from syncstatus.store.retention import RetentionStore
 from syncstatus.store.uow import PostgresStore
 
@@ -48,6 +51,7 @@ class Application:
     connections: ConnectionQueries
     commands: CommandService
     dead_letters: DeadLetterQueries
+    triage: DeadLetterTriage
     explain: ExplainQueries
 
     def close(self) -> None:
@@ -56,13 +60,21 @@ class Application:
 
 def build(settings: Settings) -> Application:
     database = create_engine(settings.database_url)
+    engine = StatusEngine(PostgresStore(database), settings.policy())
+    topics = input_topics(settings)
     return Application(
         settings=settings,
         database=database,
-        engine=StatusEngine(PostgresStore(database), settings.policy()),
+        engine=engine,
         connections=ConnectionQueries(database, settings.app_names),
         commands=CommandService(PostgresStore(database), settings.policy()),
         dead_letters=DeadLetterQueries(database),
+        triage=DeadLetterTriage(
+            PostgresStore(database),
+            engine,
+            MessageDecoder(EventMessages(settings.event_limits()), topics),
+            topics,
+        ),
         explain=ExplainQueries(database, settings.policy()),
     )
 
@@ -99,7 +111,8 @@ def build_service(application: Application) -> Service:
 
 
 def _relays(application: Application, metrics: Metrics) -> list[Loop]:
-    """One relay per outbox-like table: status changes, dead letters, commands."""
+    """One relay per outbox-like table: status changes, dead letters, commands, redrives
+    (each back to the input topic its message came in on)."""
     settings, outbox = application.settings, OutboxStore(application.database)
     whole_dead_letter = dead_letter_message(EventMessages())
     relay = partial(_relay, application, metrics)
@@ -129,6 +142,7 @@ def _relays(application: Application, metrics: Metrics) -> list[Loop]:
             "commands",
             "commands",
         ),
+        relay("redrive-relay", outbox.redrives, redrive_message, None, "redrives", "redrive"),
     ]
 
 
@@ -138,7 +152,7 @@ def _relay(
     name: str,
     fetch: Callable[[int], AbstractContextManager[RelayBatch | None]],
     to_message: Callable[[Any], Message],
-    topic: str,
+    topic: str | None,
     table: str,
     label: str,
     shrink: Callable[[Any], Message] | None = None,
@@ -188,7 +202,12 @@ def _clock(application: Application, metrics: Metrics) -> list[Loop]:
     return [Loop(name, every(interval_s, job, name)) for name, (interval_s, job) in work.items()]
 
 
-RELAY_TABLES = {"outbox": "status", "dead_letters": "dead-letter", "commands": "commands"}
+RELAY_TABLES = {
+    "outbox": "status",
+    "dead_letters": "dead-letter",
+    "commands": "commands",
+    "redrives": "redrive",
+}
 """Each relayed table and the `relay` label its gauges carry."""
 
 

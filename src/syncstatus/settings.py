@@ -4,19 +4,24 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
 from syncstatus.statemachine.events import DEFAULT_ID_PATTERN, EventLimits
 from syncstatus.statemachine.policy import TIMEOUT_STATUSES, Policy
 from syncstatus.statemachine.statuses import Status
+from syncstatus.tokens import TokenTable, legacy_token, parse_entries
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="SYNCSTATUS_", extra="ignore")
+    # Errors quote no input: some settings are secrets (a token pasted for its hash, say).
+    model_config = SettingsConfigDict(
+        env_prefix="SYNCSTATUS_", extra="ignore", hide_input_in_errors=True
+    )
 
     database_url: str = Field(
         "postgresql+psycopg://postgres@127.0.0.1:5432/postgres",
@@ -45,7 +50,25 @@ class Settings(BaseSettings):
     api_host: str = Field("0.0.0.0", description="Address `syncstatus api` listens on.")
     api_port: int = Field(8080, gt=0, lt=65536, description="Port of `syncstatus api`.")
     api_token: SecretStr | None = Field(
-        None, description="Bearer token the API's write endpoints require (unset: all refused)."
+        None,
+        description="One bearer token with the admin role, recorded as `default` (the single "
+        "token of earlier versions; SYNCSTATUS_API_TOKENS names each).",
+    )
+    api_tokens: SecretStr | None = Field(
+        None,
+        description="Named API tokens, `name:role:sha256hex` separated by commas: the name "
+        "commands record as requested_by, a role (read: the GETs; operate: also the commands; "
+        "admin: also delete and redrive) and the SHA-256 of the token in hex.",
+    )
+    api_tokens_file: Path | None = Field(
+        None,
+        description="A file of more `name:role:sha256hex` entries, one a line (# comments); "
+        "read at start.",
+    )
+    api_public_reads: bool = Field(
+        False,
+        description="Serve the API's GETs without a token (false: they need any valid token). "
+        "The dashboard page, /static, /openapi.json and /docs are always public.",
     )
     api_max_body_bytes: int = Field(
         65536, gt=0, description="Largest request body the API reads (larger: 413)."
@@ -186,11 +209,40 @@ class Settings(BaseSettings):
         description="Events stamped before this are refused (zero and default timestamps).",
     )
 
-    @field_validator("api_token")
+    _tokens: TokenTable = PrivateAttr(default_factory=TokenTable)
+
+    @field_validator("api_token", "api_tokens")
     @classmethod
     def _blank_token_is_unset(cls, value: SecretStr | None) -> SecretStr | None:
         """Compose passes an unset variable as empty; that must refuse writes, not accept ""."""
         return value if value is not None and value.get_secret_value().strip() else None
+
+    @field_validator("api_tokens_file", mode="before")
+    @classmethod
+    def _blank_path_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @model_validator(mode="after")
+    def _parse_tokens(self) -> Settings:
+        """Every token entry checked at start: a bad one stops the process, naming it."""
+        tokens = [] if self.api_token is None else [legacy_token(self.api_token.get_secret_value())]
+        if self.api_tokens is not None:
+            tokens += parse_entries(self.api_tokens.get_secret_value(), "SYNCSTATUS_API_TOKENS")
+        if self.api_tokens_file is not None:
+            try:
+                text = self.api_tokens_file.read_text()
+            except (OSError, UnicodeDecodeError) as error:
+                raise ValueError(
+                    f"SYNCSTATUS_API_TOKENS_FILE {self.api_tokens_file} cannot be read: {error}"
+                ) from None
+            tokens += parse_entries(text, str(self.api_tokens_file))
+        self._tokens = TokenTable(tokens)
+        return self
+
+    @property
+    def tokens(self) -> TokenTable:
+        """The API's tokens: SYNCSTATUS_API_TOKEN (admin, `default`), then the named ones."""
+        return self._tokens
 
     @field_validator("id_pattern")
     @classmethod
@@ -217,6 +269,9 @@ class Settings(BaseSettings):
         """Every setting as it is in force, with passwords (also inside URLs) masked."""
         values = self.model_dump(mode="json")
         values["database_url"] = self.database_url_redacted
+        if self.api_tokens is not None:
+            named = TokenTable(parse_entries(self.api_tokens.get_secret_value(), ""))
+            values["api_tokens"] = named.describe() + " (hashes masked)"
         return values
 
     @property

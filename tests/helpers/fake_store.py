@@ -132,8 +132,9 @@ class ActivityRow:
 
 @dataclass(frozen=True, slots=True)
 class DeadLetterRow:
-    """A row of `dead_letters`."""
+    """A row of `dead_letters`; ids come from a sequence, as PostgreSQL's do."""
 
+    id: int
     reason: str
     detail: str
     event_id: uuid.UUID | None
@@ -142,6 +143,20 @@ class DeadLetterRow:
     from_status: int | None
     event: Mapping[str, Any] | None
     origin: Origin | None
+    producer: str | None
+    app: str | None
+    redriven_at: datetime | None = None
+    redriven_by: str | None = None
+    redrive_count: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class RedriveRow:
+    """A row of `redrives`: the outbox the redrive relay publishes from."""
+
+    dead_letter_id: int
+    requested_by: str
+    requested_at: datetime
 
 
 @dataclass
@@ -154,7 +169,8 @@ class _Tables:
     outbox: list[tuple[str, int]] = field(default_factory=list)
     activity: list[ActivityRow] = field(default_factory=list)
     views: dict[str, ConnectionView] = field(default_factory=dict)
-    dead_letters: list[DeadLetterRow] = field(default_factory=list)
+    dead_letters: dict[int, DeadLetterRow] = field(default_factory=dict)
+    redrives: list[RedriveRow] = field(default_factory=list)
 
 
 @dataclass
@@ -172,6 +188,7 @@ class _Writes:
     activity: list[ActivityRow] = field(default_factory=list)
     views: dict[str, ConnectionView] = field(default_factory=dict)
     dead_letters: list[DeadLetterRow] = field(default_factory=list)
+    redrives: list[RedriveRow] = field(default_factory=list)
 
 
 def _view_copy(v: ConnectionView, created_at: datetime | None = None) -> ConnectionView:
@@ -407,8 +424,10 @@ class FakeDeadLetters(_Base):
         origins: Mapping[uuid.UUID, Origin],
         rejected: Sequence[RejectedMessage],
     ) -> None:
+        ids = self._uow.store.dead_letter_ids
         self._writes.dead_letters.extend(
             DeadLetterRow(
+                next(ids),
                 r.reason.value,
                 r.detail,
                 r.event.event_id,
@@ -417,11 +436,14 @@ class FakeDeadLetters(_Base):
                 None if r.from_status is None else int(r.from_status),
                 r.event.to_record(),
                 origins.get(r.event.event_id),
+                r.event.producer,
+                r.event.app,
             )
             for r in refusals
         )
         self._writes.dead_letters.extend(
             DeadLetterRow(
+                next(ids),
                 m.reason,
                 m.detail,
                 m.event.event_id if m.event else None,
@@ -430,9 +452,29 @@ class FakeDeadLetters(_Base):
                 None,
                 m.event.to_record() if m.event else None,
                 m.origin,
+                m.event.producer if m.event else None,
+                m.event.app if m.event else None,
             )
             for m in rejected
         )
+
+    def messages(self, dead_letter_ids: Sequence[int]) -> dict[int, Origin | None]:
+        with self._uow.store.lock:
+            rows = {**self._committed.dead_letters, **{d.id: d for d in self._writes.dead_letters}}
+            return {i: rows[i].origin for i in dead_letter_ids if i in rows}
+
+    def redriven(self, dead_letter_ids: Sequence[int]) -> dict[int, uuid.UUID | None]:
+        with self._uow.store.lock:
+            rows = self._committed.dead_letters
+            asked = {r.dead_letter_id for r in self._writes.redrives}
+            return {
+                i: rows[i].event_id
+                for i in dead_letter_ids
+                if i in rows and (rows[i].redriven_at is not None or i in asked)
+            }
+
+    def request_redrive(self, dead_letter_ids: Sequence[int], by: str, at: datetime) -> None:
+        self._writes.redrives.extend(RedriveRow(i, by, at) for i in dead_letter_ids)
 
 
 class FakeUnitOfWork:
@@ -481,7 +523,16 @@ class FakeUnitOfWork:
         tables.outbox.extend(writes.outbox)
         tables.activity.extend(writes.activity)
         tables.views.update(writes.views)
-        tables.dead_letters.extend(writes.dead_letters)
+        tables.dead_letters.update((d.id, d) for d in writes.dead_letters)
+        for r in writes.redrives:
+            d = tables.dead_letters[r.dead_letter_id]
+            tables.dead_letters[d.id] = replace(
+                d,
+                redriven_at=r.requested_at,
+                redriven_by=r.requested_by,
+                redrive_count=d.redrive_count + 1,
+            )
+        tables.redrives.extend(writes.redrives)
 
 
 class FakeStore:
@@ -493,6 +544,7 @@ class FakeStore:
         self.held: dict[str, int] = {}
         self.commits = 0
         self._tokens = itertools.count(1)
+        self.dead_letter_ids = itertools.count(1)
 
     @contextmanager
     def unit_of_work(self) -> Iterator[FakeUnitOfWork]:
@@ -519,4 +571,7 @@ class FakeStore:
         return list(self.tables.parked.values())
 
     def dead_letters(self) -> list[DeadLetterRow]:
-        return list(self.tables.dead_letters)
+        return list(self.tables.dead_letters.values())
+
+    def redrives(self) -> list[RedriveRow]:
+        return list(self.tables.redrives)

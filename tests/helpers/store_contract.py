@@ -53,10 +53,15 @@ STORED_FIELDS = (
 
 DeadLetter = tuple[str, str, uuid.UUID | None, str | None, str | None, int | None, Origin | None]
 """reason, detail, event id, connection id, event type, from status, origin."""
+Redriven = tuple[int, str | None, str | None, datetime | None, int]
+"""A dead letter's id, producer, who last asked for its redrive, when, and how often."""
 
 
 def origin(offset: int) -> Origin:
-    return Origin("t.pipeline", 3, offset, b"conn-1", b"\xc3\x01original bytes %d" % offset)
+    headers = (("trace", b"t-%d" % offset), ("binary", b"\x00\xff"))
+    return Origin(
+        "t.pipeline", 3, offset, b"conn-1", b"\xc3\x01original bytes %d" % offset, headers
+    )
 
 
 def applied(connection: Connection, *events: Any, now: datetime = NOW) -> Connection:
@@ -141,6 +146,14 @@ class StoreContract:
 
     def activity(self, store: Store) -> list[tuple[str, uuid.UUID, str]]:
         """Connection id, event id and event type, in the order written."""
+        raise NotImplementedError
+
+    def redriven(self, store: Store) -> list[Redriven]:
+        """Every dead letter, by id."""
+        raise NotImplementedError
+
+    def redrives(self, store: Store) -> list[tuple[int, str, datetime]]:
+        """Dead letter id, who asked, when: the redrive outbox in the order written."""
         raise NotImplementedError
 
     # -- processed events
@@ -520,4 +533,39 @@ class StoreContract:
                 None,
                 origin(2),
             ),
+        ]
+
+    def test_dead_letters_give_back_their_messages_and_queue_redrives(self, store: Store) -> None:
+        stale, raised = event(E.LOADING_COMPLETED, producer="pipeline"), event(E.SYNC_COMPLETED)
+        refusals = [
+            Refusal(stale, RefusalReason.STALE, "reported", Status.SYNCED),
+            Refusal(raised, RefusalReason.PARKED_TOO_LONG, "waited", None),
+        ]
+        rejected = [RejectedMessage("undecodable", "not Avro", origin(1))]
+        with store.unit_of_work() as uow:
+            uow.dead_letters.add(refusals, {stale.event_id: origin(0)}, rejected)
+        with store.unit_of_work() as uow:
+            assert uow.dead_letters.messages([3, 1, 2, 99]) == {
+                1: origin(0),
+                2: None,
+                3: origin(1),
+            }
+            uow.dead_letters.request_redrive([3, 1], "alice", NOW)
+        with store.unit_of_work() as uow:
+            assert uow.dead_letters.redriven([1, 2, 3, 99]) == {1: stale.event_id, 3: None}
+            uow.dead_letters.request_redrive([3], "bob", NOW + timedelta(minutes=1))
+        with pytest.raises(RuntimeError), store.unit_of_work() as uow:
+            uow.dead_letters.request_redrive([2], "carol", NOW)
+            raise RuntimeError("rolled back")
+        with store.unit_of_work() as uow:
+            assert uow.dead_letters.redriven([2]) == {}, "the asking was rolled back"
+        assert self.redrives(store) == [
+            (3, "alice", NOW),
+            (1, "alice", NOW),
+            (3, "bob", NOW + timedelta(minutes=1)),
+        ]
+        assert self.redriven(store) == [
+            (1, "pipeline", "alice", NOW, 1),
+            (2, "tests", None, None, 0),
+            (3, None, "bob", NOW + timedelta(minutes=1), 2),
         ]

@@ -25,7 +25,9 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 @pytest.fixture
 def application(db_engine, database_url):
-    application = build(Settings(database_url=database_url, api_token=TOKEN))
+    # Public reads: these tests read without a token; tests/integration/test_api_tokens.py
+    # covers private reads and the roles.
+    application = build(Settings(database_url=database_url, api_token=TOKEN, api_public_reads=True))
     yield application
     application.close()
 

@@ -34,7 +34,9 @@ def queries(db_engine) -> ConnectionQueries:
 
 @pytest.fixture
 def client(database_url):
-    application = build(Settings(database_url=database_url, api_token="t0ken"))
+    application = build(
+        Settings(database_url=database_url, api_token="t0ken", api_public_reads=True)
+    )
     yield TestClient(create_app(application))
     application.close()
 

@@ -59,7 +59,7 @@ def clock() -> Clock:
 @pytest.fixture
 def application(db_engine, database_url, clock):
     """The built application, explaining at the test's clock, with the connections driven."""
-    application = build(Settings(database_url=database_url))
+    application = build(Settings(database_url=database_url, api_public_reads=True))
     application.explain = ExplainQueries(db_engine, POLICY, clock)
     engine = StatusEngine(PostgresStore(db_engine), POLICY, clock)
     drive(engine, "c23", AUTHORIZED)

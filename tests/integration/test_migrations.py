@@ -24,7 +24,7 @@ def test_migrating_twice_is_harmless(db_engine):
     with db_engine.connect() as connection:
         current = MigrationContext.configure(connection).get_current_revision()
     head = ScriptDirectory.from_config(alembic_config(str(db_engine.url))).get_current_head()
-    assert current == head == "0010"
+    assert current == head == "0011"
 
 
 def test_0007_fills_the_scheduler_rules_of_existing_views_as_the_domain_states_them(database_url):
@@ -83,3 +83,23 @@ def test_0008_fills_sync_in_progress_of_existing_views_as_the_domain_states_it(d
         found = {status: syncing for status, syncing in rows}
     engine.dispose()
     assert found == {int(status): status.syncing for status in Status}
+
+
+def test_0011_fills_the_producer_and_app_of_existing_dead_letters_from_their_event(database_url):
+    engine = create_engine(database_url)
+    migrate(engine, "0010")
+    with engine.begin() as connection:
+        connection.execute(
+            sa.text(
+                "INSERT INTO dead_letters (reason, detail, event) VALUES "
+                "('stale', 'd', CAST(:e AS jsonb)), ('undecodable', 'd', NULL)"
+            ),
+            {"e": '{"producer": "auth-service", "app": "plaid"}'},
+        )
+    migrate(engine)
+    with engine.connect() as connection:
+        found = connection.execute(
+            sa.text("SELECT producer, app, redrive_count FROM dead_letters ORDER BY id")
+        ).all()
+    engine.dispose()
+    assert found == [("auth-service", "plaid", 0), (None, None, 0)]

@@ -68,7 +68,7 @@ def test_metrics_and_health_of_a_running_service(kafka, database_url):
     ) in lines
     assert 'syncstatus_transitions_total{from_status="new",to_status="6"} 2.0' in lines
     assert 'syncstatus_transitions_total{from_status="6",to_status="9"} 1.0' in lines
-    assert 'syncstatus_refusals_total{reason="stale"} 1.0' in lines
+    assert 'syncstatus_refusals_total{producer="tests",reason="stale"} 1.0' in lines
     assert 'syncstatus_sweeper_timeouts_total{to_status="20"} 1.0' in lines
     assert any(line.startswith("syncstatus_batch_size_count ") for line in lines)
     assert any(line.startswith("syncstatus_apply_seconds_count") for line in lines)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -12,7 +13,7 @@ from syncstatus.service.inbound import Origin
 from syncstatus.statemachine.connection import Transition
 from syncstatus.store.rows import HISTORY_COLUMNS, transition_from_row
 from syncstatus.store.uow import PostgresStore
-from tests.helpers.store_contract import DeadLetter, StoreContract
+from tests.helpers.store_contract import DeadLetter, Redriven, StoreContract
 
 
 class TestPostgresStore(StoreContract):
@@ -50,5 +51,19 @@ class TestPostgresStore(StoreContract):
     def activity(self, store: PostgresStore) -> list[tuple[str, uuid.UUID, str]]:
         rows = self._rows(
             store, "SELECT connection_id, event_id, event_type FROM connection_activity ORDER BY id"
+        )
+        return [tuple(r) for r in rows]
+
+    def redriven(self, store: PostgresStore) -> list[Redriven]:
+        rows = self._rows(
+            store,
+            "SELECT id, producer, redriven_by, redriven_at, redrive_count FROM dead_letters "
+            "ORDER BY id",
+        )
+        return [tuple(r) for r in rows]
+
+    def redrives(self, store: PostgresStore) -> list[tuple[int, str, datetime]]:
+        rows = self._rows(
+            store, "SELECT dead_letter_id, requested_by, requested_at FROM redrives ORDER BY id"
         )
         return [tuple(r) for r in rows]

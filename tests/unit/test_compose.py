@@ -588,6 +588,24 @@ def test_the_api_healthcheck_asks_its_own_port(services, monkeypatch):
     assert re.findall(r"http://(?:127\.0\.0\.1|localhost):(\d+)/", command) == [str(port)]
 
 
+def test_the_api_keeps_reads_private_and_takes_named_tokens(services, monkeypatch):
+    settings = settings_of(services[API], monkeypatch)
+    assert settings.api_public_reads is False, "compose must not serve the connections openly"
+    env = environment(services[API], raw=True)
+    for variable in ("SYNCSTATUS_API_TOKEN", "SYNCSTATUS_API_TOKENS"):
+        assert env.get(variable) == f"${{{variable}:-}}", f"{variable} should come from the shell"
+    assert len(settings.tokens) == 0, "with nothing set, no token is accepted"
+
+
+def test_the_api_healthcheck_needs_no_token(services):
+    """Reads are private, so the healthcheck asks for a path that is always public."""
+    from syncstatus.api.guard import is_public
+
+    command = healthcheck_command(services[API])
+    (path,) = re.findall(r"http://(?:127\.0\.0\.1|localhost):\d+(/[^'\"\s]*)", command)
+    assert is_public(path.split("?")[0]), f"{path} needs a token: the healthcheck would fail"
+
+
 def test_the_api_starts_after_migration(services):
     depends_on = services[API].get("depends_on", {})
     assert depends_on.get(MIGRATE, {}).get("condition") == "service_completed_successfully"

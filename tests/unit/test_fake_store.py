@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -13,7 +13,7 @@ from syncstatus.statemachine.events import EventType
 from syncstatus.statemachine.statuses import Status
 from tests.helpers.factories import T0, event
 from tests.helpers.fake_store import FakeStore
-from tests.helpers.store_contract import DeadLetter, StoreContract
+from tests.helpers.store_contract import DeadLetter, Redriven, StoreContract
 
 E = EventType
 POLICY = Policy()
@@ -38,6 +38,15 @@ class TestFakeStore(StoreContract):
 
     def activity(self, store: FakeStore) -> list[tuple[str, uuid.UUID, str]]:
         return [(a.connection_id, a.event_id, a.event_type) for a in store.tables.activity]
+
+    def redriven(self, store: FakeStore) -> list[Redriven]:
+        return [
+            (d.id, d.producer, d.redriven_by, d.redriven_at, d.redrive_count)
+            for d in sorted(store.dead_letters(), key=lambda d: d.id)
+        ]
+
+    def redrives(self, store: FakeStore) -> list[tuple[int, str, datetime]]:
+        return [(r.dead_letter_id, r.requested_by, r.requested_at) for r in store.redrives()]
 
 
 # What the fake does that PostgreSQL never lets happen: two units of work in one thread holding

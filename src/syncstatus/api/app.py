@@ -5,14 +5,13 @@ every rule lives in the domain. This module only assembles the app: the guard in
 routers of `api.routes`, and the dashboard's page and static files.
 """
 
-from functools import partial
 from pathlib import Path
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
-from syncstatus.api.dependencies import configured_token, id_path
+from syncstatus.api.dependencies import TOKEN_RESPONSES, id_path, reader
 from syncstatus.api.guard import RequestGuard
 from syncstatus.api.routes import commands, connections, dead_letters, explain, history, statuses
 from syncstatus.bootstrap import Application
@@ -43,18 +42,23 @@ def create_app(application: Application) -> FastAPI:
     api.state.application = application
     api.add_middleware(
         RequestGuard,
-        token=partial(configured_token, settings),
+        tokens=settings.tokens,
         max_body_bytes=settings.api_max_body_bytes,
+        public_reads=settings.api_public_reads,
         relaxed_paths=("/docs",) if settings.api_docs else (),
     )
     api.add_exception_handler(ValueError, bad_value)
     api.get("/", include_in_schema=False)(dashboard)
     Id = id_path(settings)
-    api.include_router(connections.build_router(Id))
-    api.include_router(history.build_router(Id))
-    api.include_router(explain.build_router(Id))
-    api.include_router(statuses.router)
+    # The guard already asks every read for a token (unless reads are public); the routers'
+    # `reader` states it per route too, and puts it in the OpenAPI spec. Commands check their
+    # own roles (operate, admin).
+    read = {"dependencies": [Depends(reader)], "responses": TOKEN_RESPONSES}
+    api.include_router(connections.build_router(Id), **read)
+    api.include_router(history.build_router(Id), **read)
+    api.include_router(explain.build_router(Id), **read)
+    api.include_router(statuses.router, **read)
     api.include_router(commands.build_router(Id))
-    api.include_router(dead_letters.router)
+    api.include_router(dead_letters.router, **read)
     api.mount("/static", StaticFiles(directory=STATIC), name="static")
     return api

@@ -1,4 +1,5 @@
-"""What the routes share: the running `Application`, the operator's token, and the id rule.
+"""What the routes share: the running `Application`, who the token is (and whether its role
+allows the route), and the id rule.
 
 `create_app` puts the `Application` on `app.state`, so handlers take it through `Depends`
 instead of closing over it, and the routers stay plain modules.
@@ -13,10 +14,11 @@ from fastapi import Path as PathParam
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import AfterValidator
 
-from syncstatus.api.guard import REFUSED, token_matches
+from syncstatus.api.guard import REFUSED, authenticate, bearer_token
 from syncstatus.api.models import ErrorOut
 from syncstatus.bootstrap import Application
 from syncstatus.settings import Settings
+from syncstatus.tokens import Role
 
 
 def current_application(request: Request) -> Application:
@@ -26,36 +28,70 @@ def current_application(request: Request) -> Application:
 CurrentApplication = Annotated[Application, Depends(current_application)]
 
 
-def configured_token(settings: Settings) -> str | None:
-    """The bearer token writes need; None when none is set, and then no write passes."""
-    return settings.api_token.get_secret_value() if settings.api_token else None
-
-
 bearer = HTTPBearer(auto_error=False)
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+
+ANONYMOUS = "anonymous"
+"""Who reads without a token, where `SYNCSTATUS_API_PUBLIC_READS` lets them."""
 
 
-def operator(
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-    application: CurrentApplication,
-) -> str:
-    """Write endpoints need the configured bearer token; without one set, none passes.
-    `RequestGuard` already refused the others before reading their bodies: this check keeps a
-    route safe on its own and puts the bearer scheme in the OpenAPI spec."""
-    header = None if credentials is None else f"Bearer {credentials.credentials}".encode()
-    if refused := token_matches(header, configured_token(application.settings)):
-        raise HTTPException(
-            refused,
-            REFUSED[refused],
-            headers={"WWW-Authenticate": "Bearer"} if refused == 401 else None,
+def _refuse(status: int, detail: str) -> HTTPException:
+    return HTTPException(
+        status, detail, headers={"WWW-Authenticate": "Bearer"} if status == 401 else None
+    )
+
+
+def authenticated(request: Request, needed: Role, public: bool = True) -> str:
+    """The name of the request's token, if its role is at least `needed`; 401 without a
+    token, 403 with an unknown one or one whose role is lower. Reads pass without a token
+    when reads are public (as `anonymous`). `RequestGuard` refused the unknown ones before
+    reading their bodies: this check keeps a route safe on its own."""
+    settings = request.app.state.application.settings
+    raw = dict(request.scope["headers"]).get(b"authorization")  # as the guard reads it
+    if needed is Role.READ and public and settings.api_public_reads and bearer_token(raw) is None:
+        return ANONYMOUS
+    found = authenticate(raw, settings.tokens)
+    if isinstance(found, int):
+        raise _refuse(found, REFUSED[found])
+    if not found.allows(needed):
+        raise _refuse(
+            403, f"the bearer token's role ({found.role}) does not allow this; it needs {needed}"
         )
-    return "api"
+    return found.name
 
 
+def reader(request: Request, _: Credentials) -> str:
+    """Reads: any valid token (or none, with public reads)."""
+    return authenticated(request, Role.READ)
+
+
+def producer_data_reader(request: Request, _: Credentials) -> str:
+    """A producer's own messages (a dead letter's bytes and headers): any valid token, even
+    where reads are public, since what the producer sent is theirs, not the view's."""
+    return authenticated(request, Role.READ, public=False)
+
+
+def operator(request: Request, _: Credentials) -> str:
+    """Commands: a token with the operate or admin role."""
+    return authenticated(request, Role.OPERATE)
+
+
+def admin(request: Request, _: Credentials) -> str:
+    """Delete and redrive: a token with the admin role."""
+    return authenticated(request, Role.ADMIN)
+
+
+Reader = Annotated[str, Depends(reader)]
+ProducerDataReader = Annotated[str, Depends(producer_data_reader)]
 Operator = Annotated[str, Depends(operator)]
+Admin = Annotated[str, Depends(admin)]
+"""Each resolves to the token's name: what a command records as `requested_by`. The bearer
+dependency only puts the scheme in the OpenAPI spec; the header is read as the guard read it,
+so both hash the very same bytes."""
 
 TOKEN_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorOut, "description": "No bearer token."},
-    403: {"model": ErrorOut, "description": "Wrong bearer token."},
+    403: {"model": ErrorOut, "description": "Wrong bearer token, or its role does not allow this."},
 }
 
 

@@ -1,6 +1,6 @@
-"""What every request meets before the API reads it: the token of a write, a cap on bodies,
-and the browser's security headers (the deadline for a connection to deliver its request is
-the server's: runtime/health.py).
+"""What every request meets before the API reads it: a token, a cap on bodies, and the
+browser's security headers (the deadline for a connection to deliver its request is the
+server's: runtime/health.py).
 
 The security headers keep the dashboard, which holds a token, from being framed, sniffed or
 fed scripts from elsewhere; only the OpenAPI page, when `SYNCSTATUS_API_DOCS` turns it on, goes
@@ -8,15 +8,23 @@ without them, since it loads swagger-ui from a CDN.
 
 A write without a valid token is answered 401 or 403 before one byte of its body is read, so no
 one without a token can make the API buffer anything; a body over the cap is answered 413 after
-at most the cap was read.
+at most the cap was read. Any configured token passes here, whatever its role: the route's
+dependency (api/dependencies.py) checks that the role allows the write.
+
+A read (GET, HEAD, OPTIONS) needs a valid token too, unless `SYNCSTATUS_API_PUBLIC_READS` is
+on; a bearer token presented with a public read is still checked (a wrong one is 403). The
+dashboard's page `/`, its `/static/` files, `/openapi.json` and `/docs` are always public:
+they describe the API and hold no data. Covering every read here, not route by route, protects
+routes added later (the dead letters') without each having to ask.
 """
 
 from __future__ import annotations
 
-import hmac
 import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
+
+from syncstatus.tokens import ApiToken, TokenTable
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -38,33 +46,48 @@ SECURITY_HEADERS = [
 ]
 
 
+PUBLIC_PATHS = frozenset({"/", "/openapi.json", "/docs", "/docs/oauth2-redirect"})
+PUBLIC_PREFIXES = ("/static/",)
+"""What anyone may read: the dashboard's page and files, and the API's description."""
+
 REFUSED = {401: "a bearer token is required", 403: "the bearer token is not valid"}
 
 
-def token_matches(header: bytes | None, expected: str | None) -> int:
-    """401 without a bearer token, 403 with a wrong one, 0 with the right one (constant time)."""
+def bearer_token(header: bytes | None) -> bytes | None:
+    """The token of an `Authorization: Bearer ...` header; None without one."""
     scheme, _, token = (header or b"").partition(b" ")
-    if scheme.lower() != b"bearer" or not token.strip():
+    return token.strip() if scheme.lower() == b"bearer" and token.strip() else None
+
+
+def authenticate(header: bytes | None, tokens: TokenTable) -> ApiToken | int:
+    """The token presented, or 401 without a bearer token and 403 with an unknown one."""
+    presented = bearer_token(header)
+    if presented is None:
         return 401
-    if expected is None or not hmac.compare_digest(token.strip(), expected.encode()):
-        return 403
-    return 0
+    return tokens.identify(presented) or 403
+
+
+def is_public(path: str) -> bool:
+    return path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
 
 
 class RequestGuard:
-    """ASGI middleware: security headers on every response; writes authenticated first, then
-    their body read whole, up to `max_body_bytes`, and handed on."""
+    """ASGI middleware: security headers on every response; reads authenticated unless public;
+    writes authenticated first, then their body read whole, up to `max_body_bytes`, and handed
+    on."""
 
     def __init__(
         self,
         app: ASGIApp,
-        token: Callable[[], str | None],
+        tokens: TokenTable,
         max_body_bytes: int,
+        public_reads: bool = False,
         relaxed_paths: tuple[str, ...] = (),
     ) -> None:
         self.app = app
-        self.token = token
+        self.tokens = tokens
         self.max_body_bytes = max_body_bytes
+        self.public_reads = public_reads
         self.relaxed_paths = relaxed_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -73,13 +96,18 @@ class RequestGuard:
             return
         if not scope["path"].startswith(self.relaxed_paths or ("\0",)):
             send = _with_security_headers(send)
-        if scope["method"] in READS:
+        headers = dict(scope["headers"])
+        header = headers.get(b"authorization")
+        read = scope["method"] in READS
+        if read and (is_public(scope["path"]) or (self.public_reads and not bearer_token(header))):
             await self.app(scope, receive, send)
             return
-        headers = dict(scope["headers"])
-        refused = token_matches(headers.get(b"authorization"), self.token())
-        if refused:
-            await _answer(send, refused, REFUSED[refused], close=True)
+        found = authenticate(header, self.tokens)
+        if isinstance(found, int):
+            await _answer(send, found, REFUSED[found], close=True)
+            return
+        if read:
+            await self.app(scope, receive, send)
             return
         declared = headers.get(b"content-length", b"0")
         if not declared.isdigit() or int(declared) > self.max_body_bytes:

@@ -7,6 +7,7 @@ the API, not a refactoring.
 from dataclasses import asdict
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -17,8 +18,11 @@ from syncstatus.statemachine.commands import (
 )
 from syncstatus.statemachine.runs import RunOutcome
 from syncstatus.statemachine.statuses import Status
+from syncstatus.store.dead_letters import BUCKETS
+from syncstatus.store.dead_letters import SORTABLE as DEAD_LETTER_SORTABLE
 from syncstatus.store.queries import (
     SORTABLE,
+    CommandLine,
     ConnectionSummary,
     HistoryEntry,
     SessionSummary,
@@ -119,10 +123,11 @@ class EntryOut(BaseModel):
     to_status: StatusOut | None
     error: str | None
     detail: str | None
-
-
-class HistoryOut(BaseModel):
-    entries: list[EntryOut]
+    requested_by: str | None = Field(
+        None,
+        description="Who issued the command that made this change (a Delete): the name of "
+        "its API token; null for events.",
+    )
 
 
 class SessionOut(BaseModel):
@@ -163,9 +168,19 @@ class CommandOut(BaseModel):
     command_id: str
     connection_id: str
     command: str
-    requested_by: str
+    requested_by: str = Field(description="The name of the API token it came with, or scheduler.")
     requested_at: datetime
     parameters: dict[str, str]
+
+
+class HistoryOut(BaseModel):
+    entries: list[EntryOut]
+    commands: list[CommandOut] = Field(
+        default_factory=list,
+        description="The commands people issued on the connection, oldest first, each with "
+        "requested_by: the name of the API token it came with. The scheduler's are not "
+        "listed (retention prunes them once published).",
+    )
 
 
 class FrequencyIn(BaseModel):
@@ -217,6 +232,10 @@ def session_out(session: SessionSummary) -> SessionOut:
     )
 
 
+def command_line_out(command: CommandLine) -> CommandOut:
+    return CommandOut(**asdict(command))
+
+
 def command_out(command: IssuedCommand) -> CommandOut:
     return CommandOut(
         command_id=str(command.command_id),
@@ -226,3 +245,94 @@ def command_out(command: IssuedCommand) -> CommandOut:
         requested_at=command.requested_at,
         parameters=command.parameters,
     )
+
+
+# -- dead letters
+
+
+DeadLetterSort = StrEnum("DeadLetterSort", {name: name for name in DEAD_LETTER_SORTABLE})
+Bucket = StrEnum("Bucket", {name: name for name in BUCKETS})
+
+
+class DeadLetterOut(BaseModel):
+    id: int
+    reason: str
+    detail: str
+    event_id: str | None = Field(description="null: the message never decoded.")
+    connection_id: str | None
+    event_type: str | None
+    from_status: StatusRef | None = Field(description="The status it was refused in.")
+    producer: str | None
+    app: str | None
+    topic: str | None = Field(description="The input topic it came in on.")
+    refused_at: datetime
+    published_at: datetime | None = Field(description="When the dead-letter topic took it.")
+    redriven_at: datetime | None = Field(description="When a redrive was last asked for.")
+    redriven_by: str | None
+    redrive_count: int
+
+
+class DeadLetterPageOut(BaseModel):
+    items: list[DeadLetterOut]
+    total: int
+    page: int
+    page_size: int
+
+
+class HeaderOut(BaseModel):
+    name: str
+    value: str | None = Field(description="The value as text, when it is UTF-8.")
+    value_base64: str
+
+
+class RedriveLineOut(BaseModel):
+    requested_by: str
+    requested_at: datetime
+    published_at: datetime | None = Field(description="When its input topic took it again.")
+
+
+class DeadLetterDetailOut(DeadLetterOut):
+    partition: int | None
+    offset: int | None
+    key_base64: str | None
+    value_base64: str | None = Field(description="The message as it came in; null: none.")
+    headers: list[HeaderOut]
+    event: dict[str, Any] | None = Field(description="The decoded event, when it decoded.")
+    redrives: list[RedriveLineOut]
+
+
+class VerdictOut(BaseModel):
+    dead_letter_id: int
+    outcome: str = Field(description="applied, parked, refused (again) or duplicate.")
+    from_status: StatusRef | None
+    to_status: StatusRef | None = Field(description="null unless it would change the status.")
+    reason: str | None = Field(description="Why it would be refused again.")
+    detail: str | None
+    releases: int = Field(description="Parked events applying it would release too.")
+
+
+class RefusedRedriveOut(BaseModel):
+    dead_letter_id: int
+    why: str
+
+
+class RedriveOut(BaseModel):
+    dry_run: bool
+    requested: list[int] = Field(description="Dead letters queued for a redrive.")
+    refused: list[RefusedRedriveOut] = Field(description="Those that cannot be redriven.")
+    verdicts: list[VerdictOut] = Field(description="A dry run: what each would do now.")
+
+
+class ScoreLineOut(BaseModel):
+    producer: str | None = Field(description="null: messages that never decoded.")
+    reason: str
+    count: int
+    bucket: datetime | None = Field(description="The bucket's start (UTC); null in totals.")
+
+
+class ScorecardOut(BaseModel):
+    since: datetime
+    until: datetime
+    bucket: Bucket
+    totals: list[ScoreLineOut] = Field(description="Per producer and reason, most first.")
+    series: list[ScoreLineOut] = Field(description="Per bucket too, oldest first.")

@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 
 from syncstatus.bootstrap import Application, build, build_service
+from syncstatus.cli import dead_letters
 from syncstatus.runtime.logs import configure_logging
 from syncstatus.runtime.process import Loop
 from syncstatus.settings import Settings
@@ -18,6 +19,7 @@ from syncstatus.statemachine.statuses import Status
 from syncstatus.store.database import create_engine, migrate
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+app.add_typer(dead_letters.app, name="dead-letters")
 
 
 def _status_text(code: int | None) -> str:
@@ -113,7 +115,13 @@ def _dev_banner(settings: Settings) -> str:
         f"(/healthz, /readyz)\n"
         f"  Dashboard:  http://127.0.0.1:{settings.api_port}/  (API token: "
         f"{settings.api_token.get_secret_value() if settings.api_token else '-'})\n"
-        f"  other terminal: SYNCSTATUS_BOOTSTRAP_SERVERS={settings.bootstrap_servers} "
+        + (
+            "  Reads:      public (SYNCSTATUS_API_PUBLIC_READS=true): the API's GETs need no "
+            "token; commands need one\n"
+            if settings.api_public_reads
+            else "  Reads:      private: the API's GETs need a token too\n"
+        )
+        + f"  other terminal: SYNCSTATUS_BOOTSTRAP_SERVERS={settings.bootstrap_servers} "
         f"SYNCSTATUS_DATABASE_URL={settings.database_url_redacted} syncstatus tail\n"
         f"Ctrl-C stops it."
     )

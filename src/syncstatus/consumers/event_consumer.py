@@ -49,7 +49,7 @@ class EventConsumer:
         self._engine = engine
         self._topics = topics
         self._max_records = max_records
-        self._messages = messages
+        self._decoder = MessageDecoder(messages, topics)
         self._on_batch = on_batch
         self.assignment: set[TopicPartition] = set()
 
@@ -101,7 +101,8 @@ class EventConsumer:
         self._log(inbound, result, rejected)
         consumed = [(i.origin.topic, i.event.type.value) for i in inbound if i.origin]
         consumed += [(m.origin.topic, m.reason) for m in rejected]
-        self._on_batch(BatchReport(consumed, [m.reason for m in rejected], result, seconds))
+        refused = [(m.event.producer if m.event else None, m.reason) for m in rejected]
+        self._on_batch(BatchReport(consumed, refused, result, seconds))
         return True
 
     def _apply_one_by_one(
@@ -136,24 +137,19 @@ class EventConsumer:
     def decode(self, records: list[ConsumerRecord]) -> tuple[list[Inbound], list[RejectedMessage]]:
         inbound, rejected = [], []
         for record in records:
-            origin = Origin(record.topic, record.partition, record.offset, record.key, record.value)
-            try:
-                event = self._messages.decode(record.value)
-            except MessageRejected as error:
-                rejected.append(RejectedMessage(error.reason.value, error.detail, origin))
-                continue
-            expected = self._topics.get(record.topic)
-            if event.type.family is not expected:
-                rejected.append(
-                    RejectedMessage(
-                        RefusalReason.WRONG_TOPIC.value,
-                        f"{event.type.value} does not belong on {record.topic}",
-                        origin,
-                        event,
-                    )
-                )
-                continue
-            inbound.append(Inbound(event, origin))
+            origin = Origin(
+                record.topic,
+                record.partition,
+                record.offset,
+                record.key,
+                record.value,
+                tuple(record.headers or ()),
+            )
+            decoded = self._decoder(origin)
+            if isinstance(decoded, Inbound):
+                inbound.append(decoded)
+            else:
+                rejected.append(decoded)
         return inbound, rejected
 
     def _commit(self, consumer: KafkaConsumer, records: list[ConsumerRecord]) -> None:
@@ -192,3 +188,26 @@ class EventConsumer:
                 partition=m.origin.partition,
                 offset=m.origin.offset,
             )
+
+
+class MessageDecoder:
+    """A message as the consumer takes it: an event fit for its topic, or refused before it
+    becomes one. The dry run of a redrive decodes with it too, so both judge alike."""
+
+    def __init__(self, messages: EventMessages, topics: Mapping[str, EventFamily]) -> None:
+        self._messages = messages
+        self._topics = topics
+
+    def __call__(self, origin: Origin) -> Inbound | RejectedMessage:
+        try:
+            event = self._messages.decode(origin.value)
+        except MessageRejected as error:
+            return RejectedMessage(error.reason.value, error.detail, origin)
+        if event.type.family is not self._topics.get(origin.topic):
+            return RejectedMessage(
+                RefusalReason.WRONG_TOPIC.value,
+                f"{event.type.value} does not belong on {origin.topic}",
+                origin,
+                event,
+            )
+        return Inbound(event, origin)

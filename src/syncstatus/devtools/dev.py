@@ -29,7 +29,9 @@ def _port(preferred: int) -> int:
 def embedded(data_dir: Path, base: Settings) -> Iterator[Settings]:
     """Start both servers; yield settings pointing at them (environment values still win).
 
-    Without SYNCSTATUS_API_TOKEN a fresh token is made, so the dashboard's buttons work.
+    Without SYNCSTATUS_API_TOKEN a fresh token is made, so the dashboard's buttons work, and
+    reads are public (unless SYNCSTATUS_API_PUBLIC_READS says otherwise), so the dashboard
+    shows the connections without one; the banner says both.
     """
     data_dir.mkdir(parents=True, exist_ok=True)
     with (
@@ -42,6 +44,7 @@ def embedded(data_dir: Path, base: Settings) -> Iterator[Settings]:
             "metrics_port": _port(9108),
             "api_port": _port(8080),
             "api_token": secrets.token_urlsafe(12),
+            "api_public_reads": True,
             **TANSU_CONSUMER,
         }
         unset = {k: v for k, v in defaults.items() if k not in base.model_fields_set}

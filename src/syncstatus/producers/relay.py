@@ -1,4 +1,5 @@
-"""Relays: publish rows the engine recorded (status changes, dead letters) to Kafka.
+"""Relays: publish rows the engine recorded (status changes, dead letters, commands, redrives)
+to Kafka.
 
 A row is marked published only after the broker acknowledged it, and only up to the first
 send of its key that was not: the rest of that key is sent again, in order, next round. So a
@@ -28,7 +29,7 @@ from syncstatus.schemas.messages import CommandMessages, EventMessages, StatusCh
 from syncstatus.service.ports import StoreError
 from syncstatus.statemachine.commands import IssuedCommand
 from syncstatus.statemachine.connection import Transition
-from syncstatus.store.outbox import DeadLetter, RelayBatch
+from syncstatus.store.outbox import DeadLetter, Redrive, RelayBatch
 
 log = structlog.get_logger(__name__)
 
@@ -52,6 +53,8 @@ class Message:
     key: bytes | None
     value: bytes | None
     headers: list[tuple[str, bytes]]
+    topic: str | None = None
+    """Where it goes, when not to its relay's topic (a redrive goes back where it came from)."""
 
     @property
     def size(self) -> int:
@@ -78,7 +81,7 @@ class Relay:
         fetch: Callable[[int], AbstractContextManager[RelayBatch | None]],
         to_message: Callable[[Any], Message],
         producer_factory: Callable[[], KafkaProducer],
-        topic: str,
+        topic: str | None,
         batch_size: int,
         idle_s: float,
         flush_timeout_s: float,
@@ -136,7 +139,10 @@ class Relay:
                 message = self._message(row_id, row)
                 try:
                     future = producer.send(
-                        self._topic, key=message.key, value=message.value, headers=message.headers
+                        message.topic or self._topic,
+                        key=message.key,
+                        value=message.value,
+                        headers=message.headers,
                     )
                 except TOO_LARGE as error:
                     future = Future().failure(error)
@@ -225,6 +231,9 @@ def dead_letter_message(messages: EventMessages) -> Callable[[DeadLetter], Messa
             event_type=d.event_type,
             from_status=None if d.from_status is None else str(d.from_status),
             connection_id=d.connection_id,
+            redrive_of=None
+            if d.origin is None or d.origin.redrive_of is None
+            else str(d.origin.redrive_of),
         )
         if d.origin is not None:
             headers += [
@@ -237,6 +246,13 @@ def dead_letter_message(messages: EventMessages) -> Callable[[DeadLetter], Messa
         return Message(d.event.connection_id.encode(), messages.encode(d.event), headers)
 
     return to_message
+
+
+def redrive_message(r: Redrive) -> Message:
+    """The dead letter's message as it came in, to the topic it came in on, with the headers
+    that name the redrive (`Origin.redriven`): the consumer claims it under the dead letter."""
+    message = r.origin.redriven(r.dead_letter_id, r.requested_by)
+    return Message(message.key, message.value, list(message.headers), message.topic)
 
 
 MAX_KEY_BYTES = 1024

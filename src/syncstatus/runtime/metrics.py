@@ -14,6 +14,10 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from syncstatus.service.engine import BatchResult
 from syncstatus.service.reports import BatchReport
 
+MAX_PRODUCER_LABELS = 200
+UNKNOWN_PRODUCER = "unknown"
+OTHER_PRODUCERS = "other"
+
 
 class Metrics:
     def __init__(self) -> None:
@@ -24,7 +28,13 @@ class Metrics:
         self.transitions = counter(
             "syncstatus_transitions", "Applied transitions", "from_status", "to_status"
         )
-        self.refusals = counter("syncstatus_refusals", "Refused events and messages", "reason")
+        self.refusals = counter(
+            "syncstatus_refusals",
+            "Refused events and messages, by producer (unknown: not decoded) and reason",
+            "producer",
+            "reason",
+        )
+        self._producers: set[str] = set()
         self.failures = counter(
             "syncstatus_failures", "Transitions caused by a failure, by its class", "app", "class"
         )
@@ -74,8 +84,8 @@ class Metrics:
         self.apply_seconds.observe(report.seconds)
         for topic, kind in report.consumed:
             self.consumed.labels(topic, kind).inc()
-        for reason in report.rejected:
-            self.refusals.labels(reason).inc()
+        for producer, reason in report.rejected:
+            self.refusals.labels(self._producer(producer), reason).inc()
         self.record_result(report.result)
 
     def record_result(self, result: BatchResult) -> None:
@@ -87,7 +97,17 @@ class Metrics:
             if t.failure_class is not None:
                 self.failures.labels(t.app, t.failure_class.value).inc()
         for r in result.refusals:
-            self.refusals.labels(r.reason.value).inc()
+            self.refusals.labels(self._producer(r.event.producer), r.reason.value).inc()
+
+    def _producer(self, producer: str | None) -> str:
+        """The producer label: producers name themselves in each event, so past
+        MAX_PRODUCER_LABELS distinct names the rest count as `other`, to bound the series."""
+        if producer is None:
+            return UNKNOWN_PRODUCER
+        if producer not in self._producers and len(self._producers) >= MAX_PRODUCER_LABELS:
+            return OTHER_PRODUCERS
+        self._producers.add(producer)
+        return producer
 
     def record_sweep(self, result: BatchResult) -> None:
         self.record_result(result)

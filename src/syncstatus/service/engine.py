@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random
 
-from syncstatus.service.inbound import Inbound, Origin, RejectedMessage
+from syncstatus.service.inbound import Inbound, Origin, RejectedMessage, redrive_claim
 from syncstatus.service.ports import ConcurrentUpdate, Store, UnitOfWork
 from syncstatus.statemachine.connection import Connection, Outcome, Policy, Refusal, Transition
 from syncstatus.statemachine.events import SessionEvent
@@ -38,6 +38,13 @@ class BatchResult:
         for connection in connections:
             self.transitions.extend(connection.transitions)
             self.refusals.extend(connection.refusals)
+
+
+class _RolledBack(Exception):
+    """Ends a rehearsal's unit of work, which rolls back when its block raises."""
+
+    def __init__(self, result: BatchResult) -> None:
+        self.result = result
 
 
 class StatusEngine:
@@ -77,29 +84,53 @@ class StatusEngine:
         """Apply the timeouts due now and refuse parked events that waited too long."""
         return self._retrying(self._sweep_once, limit)
 
+    def rehearse(self, items: Sequence[Inbound]) -> BatchResult:
+        """What `apply_batch` would decide now if the redrives the items name were asked for,
+        keeping nothing: the same claims, the same aggregates loaded through the store, the
+        same policy, in a unit of work rolled back."""
+        try:
+            with self.store.unit_of_work() as uow:
+                redrives = [i for item in items if (i := item.redrive_of) is not None]
+                uow.dead_letters.request_redrive(redrives, "dry run", self.clock())
+                result, connections, _ = self._decide(uow, items)
+                result.collect(list(connections.values()))
+                raise _RolledBack(result)
+        except _RolledBack as rolled_back:
+            return rolled_back.result
+
     def _apply_once(
         self, items: Sequence[Inbound], rejected: Sequence[RejectedMessage]
     ) -> BatchResult:
-        result = BatchResult()
         with self.store.unit_of_work() as uow:
-            fresh = uow.processed.claim([item.event.event_id for item in items])
-            sessions: dict[str, set[str]] = {}
-            for item in items:
-                sessions.setdefault(item.event.connection_id, set()).add(item.event.session_id)
-            connections = uow.connections.load(sessions)
-            now = self.clock()
-            for item in items:
-                event_id = item.event.event_id
-                if event_id not in fresh:
-                    result.outcomes.append(Outcome.DUPLICATE)
-                    continue
-                fresh.discard(event_id)
-                connection = connections[item.event.connection_id]
-                result.outcomes.append(connection.accept(item.event, now, self.policy))
-            origins = {item.event.event_id: item.origin for item in items if item.origin}
+            result, connections, origins = self._decide(uow, items)
             record(uow, connections.values(), origins, rejected)
         result.collect(list(connections.values()))
         return result
+
+    def _decide(
+        self, uow: UnitOfWork, items: Sequence[Inbound]
+    ) -> tuple[BatchResult, dict[str, Connection], dict[uuid.UUID, Origin]]:
+        """Claim, load and decide each item in order; a claim already taken (before, or
+        earlier in the batch) is a duplicate. Returns the messages the fresh events came in."""
+        result = BatchResult()
+        keys = _claim_keys(uow, items)
+        fresh = uow.processed.claim(keys)
+        sessions: dict[str, set[str]] = {}
+        for item in items:
+            sessions.setdefault(item.event.connection_id, set()).add(item.event.session_id)
+        connections = uow.connections.load(sessions)
+        now = self.clock()
+        origins: dict[uuid.UUID, Origin] = {}
+        for item, key in zip(items, keys, strict=True):
+            if key not in fresh:
+                result.outcomes.append(Outcome.DUPLICATE)
+                continue
+            fresh.discard(key)
+            if item.origin is not None:
+                origins[item.event.event_id] = item.origin
+            connection = connections[item.event.connection_id]
+            result.outcomes.append(connection.accept(item.event, now, self.policy))
+        return result, connections, origins
 
     def _sweep_once(self, limit: int) -> BatchResult:
         result = BatchResult()
@@ -119,6 +150,21 @@ class StatusEngine:
             record(uow, due.values())
         result.collect(list(due.values()))
         return result
+
+
+def _claim_keys(uow: UnitOfWork, items: Sequence[Inbound]) -> list[uuid.UUID]:
+    """What each item claims before it is decided: its event id, or for a redrive the key of
+    its dead letter. Only when the store vouches for the redrive (that dead letter was asked to
+    be redriven, and it refused this very event): a header, which any producer can write,
+    never buys an event a second application."""
+    named = [i for item in items if (i := item.redrive_of) is not None]
+    vouched = uow.dead_letters.redriven(named) if named else {}
+    return [
+        redrive_claim(item.redrive_of)
+        if item.redrive_of is not None and vouched.get(item.redrive_of) == item.event.event_id
+        else item.event.event_id
+        for item in items
+    ]
 
 
 def record(

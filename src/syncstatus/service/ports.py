@@ -80,6 +80,21 @@ class DeadLetters(Protocol):
         """Refused events (with the message each came in, when known) and rejected messages."""
         ...
 
+    def messages(self, dead_letter_ids: Sequence[int]) -> dict[int, Origin | None]:
+        """The message each dead letter named came in (None: one the service raised itself);
+        ids of no dead letter are left out."""
+        ...
+
+    def redriven(self, dead_letter_ids: Sequence[int]) -> dict[int, uuid.UUID | None]:
+        """The event id each named dead letter refused (None: it never decoded), for those
+        whose redrive was asked for; the others are left out."""
+        ...
+
+    def request_redrive(self, dead_letter_ids: Sequence[int], by: str, at: datetime) -> None:
+        """Record who asked for each redrive and when, and queue each for the redrive relay,
+        which publishes the message again once this unit of work commits."""
+        ...
+
 
 class UnitOfWork(Protocol):
     processed: ProcessedEvents

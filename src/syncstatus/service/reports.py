@@ -14,10 +14,12 @@ log = structlog.get_logger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class BatchReport:
-    """What one applied batch did, for metrics: (topic, event type) per message consumed."""
+    """What one applied batch did, for metrics: (topic, event type) per message consumed,
+    and (producer, reason) per message rejected before it became an event (producer None when
+    it did not decode)."""
 
     consumed: list[tuple[str, str]]
-    rejected: list[str]
+    rejected: list[tuple[str | None, str]]
     result: BatchResult
     seconds: float
 

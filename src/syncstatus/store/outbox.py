@@ -1,5 +1,5 @@
-"""What the relays read: status changes, dead letters and commands not yet acknowledged by
-Kafka.
+"""What the relays read: status changes, dead letters, commands and redrives not yet
+acknowledged by Kafka.
 
 Each read happens in a transaction holding an advisory lock, kept while the relay publishes and
 marks: one relay at a time per table, so two service instances never interleave a connection's
@@ -57,7 +57,15 @@ COMMANDS = Relayed(
     "c.requested_by, c.requested_at FROM commands c JOIN connection_view v USING (connection_id) "
     "WHERE c.published_at IS NULL ORDER BY c.id LIMIT %s",
 )
-RELAYED = {r.table: r for r in (STATUS_CHANGES, DEAD_LETTERS, COMMANDS)}
+REDRIVES = Relayed(
+    "redrives",
+    4242104,
+    "requested_at",
+    "SELECT r.id, r.dead_letter_id, r.requested_by, d.origin FROM redrives r "
+    "JOIN dead_letters d ON d.id = r.dead_letter_id "
+    "WHERE r.published_at IS NULL ORDER BY r.id LIMIT %s",
+)
+RELAYED = {r.table: r for r in (STATUS_CHANGES, DEAD_LETTERS, COMMANDS, REDRIVES)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +78,16 @@ class DeadLetter:
     from_status: int | None
     event: SessionEvent | None
     origin: Origin | None
+
+
+@dataclass(frozen=True, slots=True)
+class Redrive:
+    """A redrive asked for: the dead letter, who asked, and the message it came in (only
+    dead letters with one are queued)."""
+
+    dead_letter_id: int
+    requested_by: str
+    origin: Origin
 
 
 class RelayBatch:
@@ -101,6 +119,11 @@ class OutboxStore:
 
     def commands(self, limit: int) -> Iterator[RelayBatch | None]:
         return self._batch(COMMANDS, limit, _command)
+
+    def redrives(self, limit: int) -> Iterator[RelayBatch | None]:
+        return self._batch(
+            REDRIVES, limit, lambda row: Redrive(row[1], row[2], Origin.from_json(row[3]))
+        )
 
     @contextmanager
     def _batch(

@@ -8,7 +8,8 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from syncstatus.service.inbound import Origin
+from syncstatus.service.commands import SCHEDULER
+from syncstatus.statemachine.commands import CommandType
 from syncstatus.statemachine.runs import RunState
 from syncstatus.statemachine.statuses import Status
 from syncstatus.statemachine.view import (
@@ -113,6 +114,20 @@ class HistoryEntry:
     to_status: int | None
     error: str | None
     detail: str | None
+    requested_by: str | None = None
+    """Who issued the command that caused it (a Delete): its token's name; None for events."""
+
+
+@dataclass(frozen=True, slots=True)
+class CommandLine:
+    """A command a person issued on a connection, with who: the audit part of its history."""
+
+    command_id: str
+    connection_id: str
+    command: str
+    parameters: dict[str, str]
+    requested_by: str
+    requested_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,23 +289,40 @@ class ConnectionQueries:
         )
 
     def history(self, connection_id: str, session_id: str | None = None) -> list[HistoryEntry]:
-        """Status changes and activities, oldest first (kept for audit after a delete)."""
+        """Status changes and activities, oldest first (kept for audit after a delete); the
+        change a Delete made names who issued it."""
         session = " AND session_id = :s" if session_id else ""
         with self.engine.connect() as connection:
             rows = connection.execute(
                 sa.text(
                     "SELECT 'status_change', session_id, event_type, CAST(event_id AS text), "
                     "occurred_at, recorded_at, sequence, from_status, to_status, error, "
-                    "substage, recorded_at, sequence AS tiebreak "
-                    f"FROM status_history WHERE connection_id = :c{session} "
+                    "substage, c.requested_by, recorded_at, sequence AS tiebreak "
+                    "FROM status_history h LEFT JOIN commands c ON c.command_id = h.event_id "
+                    "AND c.connection_id = h.connection_id AND c.command = :delete "
+                    f"WHERE h.connection_id = :c{session} "
                     "UNION ALL SELECT 'activity', session_id, event_type, "
                     "CAST(event_id AS text), occurred_at, recorded_at, NULL, NULL, NULL, error, "
-                    f"detail, recorded_at, id FROM connection_activity WHERE connection_id = :c"
-                    f"{session} ORDER BY 12, 1 DESC, 13"
+                    "detail, NULL, recorded_at, id FROM connection_activity WHERE "
+                    f"connection_id = :c{session} ORDER BY 13, 1 DESC, 14"
                 ),
-                {"c": connection_id, "s": session_id},
+                {"c": connection_id, "s": session_id, "delete": CommandType.DELETE.value},
             ).all()
-        return [HistoryEntry(*row[:11]) for row in rows]
+        return [HistoryEntry(*row[:12]) for row in rows]
+
+    def commands(self, connection_id: str) -> list[CommandLine]:
+        """The commands people issued on the connection, oldest first, with the name of the
+        token each came with (the scheduler's are left out: retention prunes them)."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                sa.text(
+                    "SELECT CAST(command_id AS text), connection_id, command, parameters, "
+                    "requested_by, requested_at FROM commands "
+                    "WHERE connection_id = :c AND requested_by <> :scheduler ORDER BY id"
+                ),
+                {"c": connection_id, "scheduler": SCHEDULER},
+            ).all()
+        return [CommandLine(*row) for row in rows]
 
     def sessions(self, connection_id: str) -> list[SessionSummary]:
         """Each data-sharing session (one with status changes; account syncs are activities in
@@ -329,17 +361,3 @@ class ConnectionQueries:
             duration_s=(ended - started).total_seconds() if final.ends_session else None,
             errors=sum(1 for e in changes if e.to_status and Status(e.to_status).is_error),
         )
-
-
-class DeadLetterQueries:
-    def __init__(self, engine: sa.Engine) -> None:
-        self.engine = engine
-
-    def original(self, dead_letter_id: int) -> bytes | None:
-        """The refused message's value as it came in (None: no such dead letter, or one the
-        service raised itself and so has no message)."""
-        with self.engine.connect() as connection:
-            origin = connection.execute(
-                sa.text("SELECT origin FROM dead_letters WHERE id = :id"), {"id": dead_letter_id}
-            ).scalar()
-        return None if origin is None else Origin.from_json(origin).value

@@ -8,6 +8,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    ForeignKey,
     Identity,
     Index,
     Integer,
@@ -135,8 +136,26 @@ dead_letters = Table(
     Column("origin", JSONB, comment="topic, partition, offset, key and value of the message"),
     Column("refused_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("published_at", DateTime(timezone=True)),
+    Column("producer", Text, comment="the decoded event's producer, for triage and scorecards"),
+    Column("app", Text),
+    Column("redriven_at", DateTime(timezone=True), comment="when a redrive was last asked for"),
+    Column("redriven_by", Text),
+    Column("redrive_count", Integer, nullable=False, server_default=text("0")),
     Index("dead_letters_unpublished", "id", postgresql_where=text("published_at IS NULL")),
     Index("dead_letters_connection", "connection_id"),
+    Index("dead_letters_refused_at", "refused_at"),
+)
+
+redrives = Table(
+    "redrives",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("dead_letter_id", BigInteger, ForeignKey("dead_letters.id"), nullable=False),
+    Column("requested_by", Text, nullable=False),
+    Column("requested_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("published_at", DateTime(timezone=True)),
+    Index("redrives_unpublished", "id", postgresql_where=text("published_at IS NULL")),
+    Index("redrives_dead_letter", "dead_letter_id"),
 )
 
 connection_view = Table(

@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 import sqlalchemy as sa
 
-from syncstatus.service.inbound import Origin, RejectedMessage
-from syncstatus.statemachine.connection import Refusal
 from syncstatus.store.commands import PostgresCommands
 from syncstatus.store.connections import PostgresConnections
+from syncstatus.store.dead_letters import PostgresDeadLetters
 from syncstatus.store.errors import translated
-from syncstatus.store.rows import event_json, origin_json
 from syncstatus.store.views import PostgresViews
 
 
@@ -31,49 +29,6 @@ class PostgresProcessedEvents:
             (list(event_ids),),
         ).fetchall()
         return {row[0] for row in rows}
-
-
-class PostgresDeadLetters:
-    def __init__(self, raw: Any) -> None:
-        self._raw = raw
-
-    def add(
-        self,
-        refusals: Sequence[Refusal],
-        origins: Mapping[uuid.UUID, Origin],
-        rejected: Sequence[RejectedMessage],
-    ) -> None:
-        rows = [
-            (
-                r.reason.value,
-                r.detail,
-                r.event.event_id,
-                r.event.connection_id,
-                r.event.type.value,
-                None if r.from_status is None else int(r.from_status),
-                event_json(r.event),
-                origin_json(origins.get(r.event.event_id)),
-            )
-            for r in refusals
-        ] + [
-            (
-                m.reason,
-                m.detail,
-                m.event.event_id if m.event else None,
-                m.event.connection_id if m.event else None,
-                m.event.type.value if m.event else None,
-                None,
-                event_json(m.event) if m.event else None,
-                origin_json(m.origin),
-            )
-            for m in rejected
-        ]
-        if rows:
-            self._raw.cursor().executemany(
-                "INSERT INTO dead_letters (reason, detail, event_id, connection_id, "
-                "event_type, from_status, event, origin) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-                rows,
-            )
 
 
 class PostgresUnitOfWork:

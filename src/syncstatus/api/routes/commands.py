@@ -9,7 +9,7 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, HTTPException
 
-from syncstatus.api.dependencies import TOKEN_RESPONSES, CurrentApplication, Operator
+from syncstatus.api.dependencies import TOKEN_RESPONSES, Admin, CurrentApplication, Operator
 from syncstatus.api.models import CommandOut, ErrorOut, FrequencyIn, command_out
 from syncstatus.service.commands import ConnectionNotFound
 from syncstatus.statemachine.commands import CommandRefused, CommandType
@@ -24,8 +24,9 @@ WRITE_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 
 class CommandIssuer:
-    """Issues a command on behalf of the authenticated operator; what every write endpoint
-    depends on, so the token check and the mapping of refusals to 404 and 409 live once."""
+    """Issues a command on behalf of the authenticated token (an operate or admin one), whose
+    name the command records as `requested_by`; what every write endpoint depends on, so the
+    token check and the mapping of refusals to 404 and 409 live once."""
 
     def __init__(self, application: CurrentApplication, who: Operator) -> None:
         self.application = application
@@ -49,7 +50,15 @@ class CommandIssuer:
         return command_out(issued)
 
 
+class AdminCommandIssuer(CommandIssuer):
+    """The same, for the commands only an admin token may issue (Delete)."""
+
+    def __init__(self, application: CurrentApplication, who: Admin) -> None:
+        super().__init__(application, who)
+
+
 Issue = Annotated[CommandIssuer, Depends()]
+AdminIssue = Annotated[AdminCommandIssuer, Depends()]
 
 
 def command_route(router: APIRouter, method: str, path: str) -> Callable[[Endpoint], Endpoint]:
@@ -84,8 +93,9 @@ def build_router(Id: Any) -> APIRouter:
         return issue(connection_id, CommandType.RECONNECT)
 
     @command_route(router, "DELETE", "/connections/{connection_id}")
-    def delete(connection_id: Id, issue: Issue) -> CommandOut:
-        """Stops extraction at once and cannot be undone; history stays, no data is touched."""
+    def delete(connection_id: Id, issue: AdminIssue) -> CommandOut:
+        """Stops extraction at once and cannot be undone; history stays, no data is touched.
+        Needs an admin token."""
         return issue(connection_id, CommandType.DELETE)
 
     @command_route(router, "PUT", "/connections/{connection_id}/sync-frequency")

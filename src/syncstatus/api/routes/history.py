@@ -13,6 +13,7 @@ from syncstatus.api.models import (
     HistoryOut,
     SessionDetailOut,
     SessionsOut,
+    command_line_out,
     entry_out,
     session_out,
 )
@@ -24,11 +25,15 @@ def build_router(Id: Any) -> APIRouter:
 
     @router.get("/connections/{connection_id}/history", response_model=HistoryOut)
     def history(connection_id: Id, application: CurrentApplication) -> HistoryOut:
-        """Every status change and activity, oldest first; kept after a delete (audit)."""
+        """Every status change and activity, oldest first, and the commands people issued,
+        each with who issued it; kept after a delete (audit)."""
         entries = application.connections.history(connection_id)
         if not entries:
             raise HTTPException(404, f"no history for connection {connection_id}")
-        return HistoryOut(entries=[entry_out(e) for e in entries])
+        return HistoryOut(
+            entries=[entry_out(e) for e in entries],
+            commands=[command_line_out(c) for c in application.connections.commands(connection_id)],
+        )
 
     @router.get("/connections/{connection_id}/sessions", response_model=SessionsOut)
     def sessions(connection_id: Id, application: CurrentApplication) -> SessionsOut:
