@@ -12,7 +12,7 @@ import re
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -36,7 +36,13 @@ from syncstatus.bootstrap import Application, build  # noqa: E402
 from syncstatus.devtools.embedded import free_port  # noqa: E402
 from syncstatus.service.inbound import Inbound  # noqa: E402
 from syncstatus.settings import Settings  # noqa: E402
-from syncstatus.statemachine.events import Account, EventType, Substage  # noqa: E402
+from syncstatus.statemachine.events import (  # noqa: E402
+    Account,
+    EventType,
+    Failure,
+    FailureClass,
+    Substage,
+)
 from tests.helpers.factories import event  # noqa: E402
 
 pytestmark = pytest.mark.integration
@@ -73,11 +79,23 @@ class Feed:
         self.last = max(datetime.now(UTC), self.last + timedelta(milliseconds=1))
         return self.last
 
-    def apply(self, connection_id: str, session: str, *kinds: EventType, **fields) -> None:
+    def apply(
+        self,
+        connection_id: str,
+        session: str,
+        *kinds: EventType,
+        failure: Failure | None = None,
+        **fields,
+    ) -> None:
         app = self.apps[connection_id]
         self.application.engine.apply_batch(
             [
-                Inbound(event(kind, connection_id, session, at=self._at(), app=app, **fields))
+                Inbound(
+                    replace(
+                        event(kind, connection_id, session, at=self._at(), app=app, **fields),
+                        failure=failure,
+                    )
+                )
                 for kind in kinds
             ]
         )
@@ -203,8 +221,16 @@ class Dashboard:
 
 
 @pytest.fixture
-def dashboard(db_engine: sa.Engine, database_url: str) -> Iterator[Dashboard]:
-    settings = Settings(database_url=database_url, api_token=TOKEN, api_port=free_port())
+def dashboard(
+    request: pytest.FixtureRequest, db_engine: sa.Engine, database_url: str
+) -> Iterator[Dashboard]:
+    """Reads are public unless a test parametrizes this fixture with False."""
+    settings = Settings(
+        database_url=database_url,
+        api_token=TOKEN,
+        api_port=free_port(),
+        api_public_reads=getattr(request, "param", True),
+    )
     application = build(settings)
     config = uvicorn.Config(
         create_app(application),
@@ -287,7 +313,7 @@ def row(page: Page, connection_id: str):
 
 def sources(page: Page):
     """The Data source cells, in order; expect(...).to_have_text([...]) waits for a refresh."""
-    return rows(page).get_by_test_id("cell-data-source")
+    return rows(page).get_by_test_id("source-id")
 
 
 def set_token(page: Page, token: str = TOKEN) -> None:
@@ -460,7 +486,7 @@ def test_a_connection_page_follows_its_status_live(page: Page, dashboard: Dashbo
     page.goto(dashboard.url)
     row(page, "conn-gads").get_by_role("link", name="google_ads").click()
     expect(page).to_have_url(f"{dashboard.url}/#/connections/conn-gads")
-    expect(page.get_by_test_id("connection-title")).to_have_text("google_ads")
+    expect(page.get_by_test_id("connection-title")).to_have_text("Google Ads")
     expect(page.get_by_test_id("connection-business-account")).to_contain_text(
         "marketing@acme.example"
     )
@@ -535,9 +561,9 @@ def test_writes_need_the_token_and_report_what_the_api_says(page: Page, dashboar
     set_token(page)
     page.get_by_test_id("reconnect").click()
     expect(message).to_have_attribute("data-kind", "success")
-    expect(message).to_contain_text("Re-connect requested for facebook_ads")
+    expect(message).to_contain_text("Re-connect requested for Facebook Ads")
     page.get_by_test_id("sync-refresh").click()
-    expect(message).to_contain_text("Sync and Refresh requested for facebook_ads")
+    expect(message).to_contain_text("Sync and Refresh requested for Facebook Ads")
     assert dashboard.commands() == [("conn-fb", "RECONNECT"), ("conn-fb", "SYNC_AND_REFRESH")]
 
     # The token outlives a reload (localStorage).
@@ -547,7 +573,7 @@ def test_writes_need_the_token_and_report_what_the_api_says(page: Page, dashboar
     page.get_by_test_id("tab-settings").click()
     page.get_by_test_id("frequency-select").select_option("60")
     page.get_by_test_id("frequency-save").click()
-    expect(message).to_contain_text("facebook_ads will sync every hour")
+    expect(message).to_contain_text("Facebook Ads will sync every hour")
     expect(page.get_by_test_id("frequency-current")).to_contain_text("every hour")
 
 
@@ -591,7 +617,7 @@ def test_delete_asks_first_then_the_connection_leaves_the_list(page: Page, dashb
     # From the list: cancelled, nothing happens.
     row(page, "conn-hub").get_by_test_id("action-delete").click()
     expect(dialog).to_be_visible()
-    expect(dialog).to_contain_text("hubspot")
+    expect(dialog).to_contain_text("Hubspot")
     expect(dialog).to_contain_text("stops data extraction for it immediately")
     expect(dialog).to_contain_text("This cannot be undone.")
     page.get_by_test_id("confirm-cancel").click()
@@ -602,7 +628,7 @@ def test_delete_asks_first_then_the_connection_leaves_the_list(page: Page, dashb
     # From the list: confirmed.
     row(page, "conn-hub").get_by_test_id("action-delete").click()
     page.get_by_test_id("confirm-ok").click()
-    expect(page.get_by_test_id("message")).to_contain_text("hubspot (crm@acme.example) was deleted")
+    expect(page.get_by_test_id("message")).to_contain_text("Hubspot (crm@acme.example) was deleted")
     expect(row(page, "conn-hub")).to_have_count(0)
     expect(page.get_by_test_id("total-count")).to_have_text("7 connections")
 
@@ -616,6 +642,114 @@ def test_delete_asks_first_then_the_connection_leaves_the_list(page: Page, dashb
     expect(row(page, "conn-tt")).to_have_count(0)
     assert dashboard.commands() == [("conn-hub", "DELETE"), ("conn-tt", "DELETE")]
 
-    # Its page now says it is gone.
-    page.goto(f"{dashboard.url}/#/connections/conn-tt")
+    # Its history stays reachable, read-only, from the message.
+    page.get_by_test_id("deleted-history-link").click()
+    gone = page.get_by_test_id("connection-gone")
+    expect(gone).to_contain_text("Deleted connection")
+    expect(gone).to_have_attribute("data-history-kept", "true")
+    expect(page.get_by_test_id("tab-accounts")).to_be_hidden()
+    history = page.get_by_test_id("history").get_by_test_id("history-to")
+    expect(history.first).to_be_visible()
+    expect(history.last).to_contain_text("Disconnected")
+    expect(page.get_by_test_id("history")).to_contain_text("Structuring Error")
+    expect(page.get_by_test_id("history")).to_contain_text("Unexpected column 'video_views_p75'")
+    expect(page.get_by_test_id("sync-refresh")).to_have_count(0)
+    expect(page.get_by_test_id("delete")).to_have_count(0)
+
+    # A connection never seen has no history to show.
+    page.goto(f"{dashboard.url}/#/connections/conn-never")
     expect(page.get_by_test_id("connection-gone")).to_contain_text("Connection not found")
+    expect(page.get_by_test_id("connection-gone")).to_have_attribute("data-history-kept", "false")
+
+
+def test_the_plus_row_opens_a_loading_error_with_its_reason_and_class(
+    page: Page, dashboard: Dashboard
+):
+    dashboard.feed.apply("conn-fb", "s-2", E.LOADING_STARTED)
+    dashboard.feed.apply(
+        "conn-fb",
+        "s-2",
+        E.LOADING_FAILED,
+        error="Facebook answered 613: calls to this API have exceeded the rate limit",
+        failure=Failure(FailureClass.RATE_LIMIT, retryable=True, code="613"),
+    )
+    page.goto(dashboard.url)
+    fb = row(page, "conn-fb")
+    expect(fb.get_by_test_id("sync-status")).to_contain_text("Loading Error")
+    errors = page.locator('[data-testid="errors-row"][data-connection-id="conn-fb"]')
+    expect(errors).to_be_hidden()
+    fb.get_by_test_id("errors-toggle").click()
+    expect(errors).to_be_visible()
+    box = errors.get_by_test_id("source-sync-error")
+    expect(box).to_contain_text("exceeded the rate limit")
+    expect(box.get_by_test_id("source-sync-error-class")).to_have_text("rate limit")
+    # The status's error is the run's: said once, not twice.
+    expect(errors.get_by_test_id("status-error")).to_have_count(0)
+    screenshot(page, "loading-error.png")
+
+
+def test_a_sync_refused_while_one_runs_says_why_and_may_be_forced(page: Page, dashboard: Dashboard):
+    open_connection(page, dashboard, "conn-gads")
+    set_token(page)
+    page.get_by_test_id("sync-refresh").click()
+    message = page.get_by_test_id("message")
+    expect(message).to_have_attribute("data-kind", "refused")
+    expect(message).to_contain_text("a sync is in progress")
+    assert dashboard.commands() == []
+    message.get_by_test_id("sync-force").click()
+    expect(message).to_have_attribute("data-kind", "success")
+    expect(message).to_contain_text("Sync and Refresh requested for Google Ads")
+    assert dashboard.commands() == [("conn-gads", "SYNC_AND_REFRESH")]
+
+
+def test_why_this_status_says_what_can_move_the_connection(page: Page, dashboard: Dashboard):
+    dashboard.feed.apply("conn-gads", "s-2", E.SYNC_COMPLETED)  # early: parked
+    dashboard.feed.apply("conn-gads", "s-2", E.AUTHORIZATION_SUCCEEDED)  # refused
+    open_connection(page, dashboard, "conn-gads", tab="why")
+    explain = page.get_by_test_id("explain")
+    expect(explain.get_by_test_id("explain-status")).to_contain_text("Processing")
+    waiting = explain.get_by_test_id("explain-waiting-item")
+    expect(waiting.first).to_be_visible()
+    expect(explain.get_by_test_id("explain-waiting")).to_contain_text(
+        "Processing substage completed"
+    )
+    expect(explain.get_by_test_id("explain-waiting")).to_contain_text("last sent by tests")
+    expect(explain.get_by_test_id("explain-substage")).to_have_count(len(Substage) - 2)
+    expect(explain.get_by_test_id("explain-deadline-item")).to_contain_text("Stage timed out")
+    parked = explain.get_by_test_id("explain-parked-item")
+    expect(parked).to_have_count(1)
+    expect(parked).to_contain_text("Sync completed")
+    refusal = explain.get_by_test_id("explain-refusal")
+    expect(refusal).to_have_count(1)
+    expect(refusal).to_contain_text("Authorization succeeded")
+    expect(explain.get_by_test_id("explain-extraction-item")).to_have_text("Possible now.")
+    screenshot(page, "why-this-status.png")
+
+
+def test_the_list_and_page_name_each_source_as_people_write_it(page: Page, dashboard: Dashboard):
+    page.goto(dashboard.url)
+    fb = row(page, "conn-fb")
+    expect(fb.get_by_test_id("source-name")).to_have_text("Facebook Ads")
+    expect(fb.get_by_test_id("source-id")).to_have_text("facebook_ads")
+    page.get_by_test_id("search-input").fill("tiktok ads")
+    expect(sources(page)).to_have_text(["tiktok_ads"])
+    open_connection(page, dashboard, "conn-li")
+    expect(page.get_by_test_id("connection-title")).to_have_text("Linkedin Ads")
+    expect(page.get_by_test_id("connection-source-id")).to_have_text("linkedin_ads")
+
+
+@pytest.mark.parametrize("dashboard", [False], indirect=True)
+def test_with_private_reads_the_dashboard_asks_for_a_token_once(page: Page, dashboard: Dashboard):
+    page.goto(dashboard.url)
+    message = page.get_by_test_id("message")
+    expect(message).to_contain_text("needs an API token to read connections")
+    expect(page.get_by_test_id("token-input")).to_be_focused()
+    expect(rows(page)).to_have_count(0)
+    set_token(page)
+    expect(rows(page)).to_have_count(len(ALL_SOURCES))
+    expect(message).to_have_count(0)
+    # Kept for the browser session: a reload reads at once, without asking again.
+    page.reload()
+    expect(rows(page)).to_have_count(len(ALL_SOURCES))
+    expect(page.get_by_test_id("token-state")).to_have_text("saved")
+    expect(page.get_by_test_id("message")).to_have_count(0)

@@ -253,18 +253,20 @@ function connectionErrors(s) {
     partId(part),
     `${label} error`,
     s[part].error || "No reason given",
+    s[part].error === s.status_error ? s.status_failure_class : null,
   ]);
   const statusShown = runs.some(([, , text]) => text === s.status_error);
   return [
     s.credentials === "Error" ? ["credentials", "Credentials error", s.credentials_error || "Invalid credentials"] : null,
-    s.status.is_error && !statusShown ? ["status", s.status.name, s.status_error || "No reason given"] : null,
+    s.status.is_error && !statusShown ? ["status", s.status.name, s.status_error || "No reason given", s.status_failure_class] : null,
     s.account_status === "Error" ? ["accounts", "Accounts error", s.accounts_error || "Accounts could not be listed"] : null,
     ...runs,
   ].filter(Boolean);
 }
 
-function errorBox([key, label, text], extra = null) {
-  return h("div", { class: "error-box", role: "note", "data-testid": `${key}-error` }, svg(ICONS.warn, 16), h("span", {}, h("strong", {}, `${label}: `), text, extra));
+function errorBox([key, label, text, failureClass = null], extra = null) {
+  const cls = failureClass ? h("span", { class: "failure-class", "data-testid": `${key}-error-class`, title: "The kind of failure its producer reported" }, failureClass.replaceAll("_", " ")) : null;
+  return h("div", { class: "error-box", role: "note", "data-testid": `${key}-error` }, svg(ICONS.warn, 16), h("span", {}, h("strong", {}, `${label}: `), text, cls, extra));
 }
 
 function extractBlocker(summary) {
@@ -298,10 +300,10 @@ function describeError(payload, fallback) {
   return JSON.stringify(payload.detail);
 }
 
-async function api(path, { method = "GET", body = undefined, auth = false } = {}) {
+async function api(path, { method = "GET", body = undefined } = {}) {
   const headers = { Accept: "application/json" };
   if (body !== undefined) headers["Content-Type"] = "application/json";
-  const token = auth ? getToken() : "";
+  const token = getToken();
   if (token) headers.Authorization = `Bearer ${token}`;
   const response = await fetch(path, {
     method,
@@ -324,7 +326,7 @@ async function api(path, { method = "GET", body = undefined, auth = false } = {}
 const connectionPath = (id) => `/connections/${encodeURIComponent(id)}`;
 
 // ---------------------------------------------------------------------------------------------
-// Token (kept in localStorage)
+// Token: asked once, kept for the browser session (sessionStorage), sent with every request.
 
 const tokenInput = document.getElementById("token");
 const tokenState = document.getElementById("token-state");
@@ -340,7 +342,7 @@ function showTokenState() {
 }
 
 try {
-  tokenInput.value = localStorage.getItem(TOKEN_KEY) || "";
+  tokenInput.value = sessionStorage.getItem(TOKEN_KEY) || "";
 } catch {
   /* storage disabled */
 }
@@ -348,13 +350,31 @@ showTokenState();
 tokenInput.addEventListener("input", () => {
   try {
     const value = getToken();
-    if (value) localStorage.setItem(TOKEN_KEY, value);
-    else localStorage.removeItem(TOKEN_KEY);
+    if (value) sessionStorage.setItem(TOKEN_KEY, value);
+    else sessionStorage.removeItem(TOKEN_KEY);
   } catch {
     /* storage disabled */
   }
   showTokenState();
+  router.poke();
 });
+
+/** A read refused for want of a token: say so once and point at the field. */
+function askForToken(error) {
+  const text = error.status === 401 ? "This dashboard needs an API token to read connections: enter it at the top right." : `${error.detail}: check the API token at the top right.`;
+  const shown = messages.querySelector('[data-testid="message-text"]');
+  if (shown && shown.textContent === text) return;
+  flash("error", text);
+  messages.querySelector(".message").dataset.tokenAsk = "true";
+  if (error.status === 401) tokenInput.focus();
+}
+
+/** A read went through: a request for the token is answered. */
+function tokenAnswered() {
+  for (const asked of messages.querySelectorAll("[data-token-ask]")) asked.remove();
+}
+
+const needsToken = (error) => error instanceof ApiError && (error.status === 401 || error.status === 403);
 document.querySelector(".token").addEventListener("submit", (e) => e.preventDefault());
 
 // ---------------------------------------------------------------------------------------------
@@ -362,7 +382,7 @@ document.querySelector(".token").addEventListener("submit", (e) => e.preventDefa
 
 const messages = document.querySelector(".messages");
 
-function flash(kind, text, { sticky = kind !== "success" } = {}) {
+function flash(kind, text, { sticky = kind !== "success", extra = null } = {}) {
   const title = { success: "Done", refused: "Refused", error: "Error" }[kind] || "";
   const msg = h(
     "div",
@@ -378,6 +398,7 @@ function flash(kind, text, { sticky = kind !== "success" } = {}) {
       {},
       title ? h("strong", {}, `${title}: `) : null,
       h("span", { "data-testid": "message-text" }, text),
+      extra ? [" ", extra] : null,
     ),
     h(
       "button",
@@ -398,25 +419,27 @@ function flash(kind, text, { sticky = kind !== "success" } = {}) {
 }
 
 const COMMAND_TEXT = {
-  sync: (s) => `Sync and Refresh requested for ${s.data_source}.`,
-  "sync-accounts": (s) => `Accounts sync requested for ${s.data_source}.`,
-  reconnect: (s) => `Re-connect requested for ${s.data_source}.`,
-  delete: (s) => `${s.data_source} (${s.business_account || s.connection_id}) was deleted.`,
-  "sync-frequency": (s, p) => `${s.data_source} will sync ${frequencyText(p.minutes).toLowerCase()}.`,
+  sync: (s) => `Sync and Refresh requested for ${s.data_source_name}.`,
+  "sync-accounts": (s) => `Accounts sync requested for ${s.data_source_name}.`,
+  reconnect: (s) => `Re-connect requested for ${s.data_source_name}.`,
+  delete: (s) => `${s.data_source_name} (${s.business_account || s.connection_id}) was deleted.`,
+  "sync-frequency": (s, p) => `${s.data_source_name} will sync ${frequencyText(p.minutes).toLowerCase()}.`,
 };
 
 /** Issue one write; shows the outcome. Returns the recorded command, or null if refused. */
-async function command(summary, action, button = null, body = undefined) {
+async function command(summary, action, button = null, body = undefined, { force = false } = {}) {
   const path =
-    action === "delete" ? connectionPath(summary.connection_id) : `${connectionPath(summary.connection_id)}/${action}`;
+    action === "delete"
+      ? connectionPath(summary.connection_id)
+      : `${connectionPath(summary.connection_id)}/${action}${force ? "?force=true" : ""}`;
   const method = action === "delete" ? "DELETE" : action === "sync-frequency" ? "PUT" : "POST";
   if (button) {
     button.disabled = true;
     button.setAttribute("aria-busy", "true");
   }
   try {
-    const issued = await api(path, { method, body, auth: true });
-    flash("success", COMMAND_TEXT[action](summary, body || {}));
+    const issued = await api(path, { method, body });
+    flash("success", COMMAND_TEXT[action](summary, body || {}), { extra: action === "delete" ? historyLink(summary) : null });
     return issued;
   } catch (error) {
     if (!(error instanceof ApiError)) {
@@ -427,7 +450,7 @@ async function command(summary, action, button = null, body = undefined) {
     } else if (error.status === 403) {
       flash("error", `${error.detail} — check the API token (top right).`);
     } else if (error.status === 409) {
-      flash("refused", error.detail);
+      flash("refused", error.detail, { extra: action === "sync" && syncRunning(summary) ? forceButton(summary) : null });
     } else if (error.status === 404) {
       flash("error", `${error.detail}: it was deleted or never existed.`);
     } else {
@@ -443,6 +466,29 @@ async function command(summary, action, button = null, body = undefined) {
   }
 }
 
+// A sync refused because one runs may be forced: the person sees what runs and decides.
+function syncRunning(summary) {
+  return RUN_PARTS.some(([part]) => summary[part].state === "in_progress");
+}
+
+function forceButton(summary) {
+  return h(
+    "button",
+    {
+      type: "button",
+      class: "btn btn-small",
+      "data-testid": "sync-force",
+      onclick: (e) => command(summary, "sync", e.currentTarget, undefined, { force: true }),
+    },
+    "Sync anyway",
+  );
+}
+
+// A deleted connection's history is kept for audit: the page stays reachable, read-only.
+function historyLink(summary) {
+  return h("a", { href: `#${connectionPath(summary.connection_id)}?tab=history`, "data-testid": "deleted-history-link" }, "Its history stays available.");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Delete confirmation (an in-page <dialog>)
 
@@ -455,7 +501,7 @@ function confirmDelete(summary) {
       "p",
       {},
       "Delete the ",
-      h("strong", {}, summary.data_source),
+      h("strong", {}, summary.data_source_name),
       " connection",
       summary.business_account ? [" of ", h("strong", {}, summary.business_account)] : "",
       "?",
@@ -717,11 +763,13 @@ class ListView {
       data = await api(`/connections?${p}`);
     } catch (error) {
       if (isCurrent()) setLive(this.live, false);
-      if (error instanceof ApiError && error.status < 500) flash("error", error.detail);
+      if (needsToken(error)) askForToken(error);
+      else if (error instanceof ApiError && error.status < 500) flash("error", error.detail);
       return;
     }
     if (!isCurrent()) return;
     setLive(this.live, true);
+    tokenAnswered();
     const pages = Math.max(1, Math.ceil(data.total / listState.size));
     if (listState.page > pages && data.total > 0) {
       listState.page = pages;
@@ -824,7 +872,11 @@ class ListView {
     const tr = h(
       "tr",
       { "data-testid": "connection-row", "data-connection-id": id, class: s.status.is_error ? "row-error" : "" },
-      h("td", { "data-testid": "cell-data-source" }, h("a", { href: link, class: "source", "data-focus-key": `open-${id}` }, sourceIcon(s.data_source), s.data_source)),
+      h(
+        "td",
+        { "data-testid": "cell-data-source" },
+        h("a", { href: link, class: "source", "data-focus-key": `open-${id}` }, sourceIcon(s.data_source_name), h("span", { class: "source-name" }, h("span", { "data-testid": "source-name" }, s.data_source_name), h("code", { class: "source-id", "data-testid": "source-id" }, s.data_source))),
+      ),
       h("td", { "data-testid": "cell-business-account" }, s.business_account || dash()),
       h("td", { "data-testid": "cell-credentials" }, h("div", { class: "cred" }, credentialsBadge(s, "credentials"))),
       h("td", { "data-testid": "cell-account-status" }, h("span", { class: s.account_status === "Error" ? "text-error" : "" }, s.account_status)),
@@ -861,7 +913,7 @@ class ListView {
             class: "icon-btn trash",
             "data-testid": "action-delete",
             "data-focus-key": `delete-${id}`,
-            "aria-label": `Delete the ${s.data_source} connection`,
+            "aria-label": `Delete the ${s.data_source_name} connection`,
             title: "Delete connection",
             onclick: (e) => deleteConnection(s, e.currentTarget),
           },
@@ -885,6 +937,7 @@ class ListView {
 
 const TABS = [
   ["accounts", "Accounts"],
+  ["why", "Why this status"],
   ["history", "History"],
   ["credentials", "Credentials"],
   ["settings", "Settings"],
@@ -898,6 +951,7 @@ class ConnectionView {
     this.detail = null;
     this.history = null;
     this.sessions = null;
+    this.explanation = null;
     this.keys = {};
   }
 
@@ -932,6 +986,7 @@ class ConnectionView {
     this.renderTabs();
     this.keys.panel = null;
     this.renderPanel();
+    if (tab === "why") router.poke();
     if (focus) this.tabs.querySelector(`[data-tab="${tab}"]`).focus();
   }
 
@@ -973,19 +1028,26 @@ class ConnectionView {
     let history;
     let sessions;
     try {
-      [detail, history, sessions] = await Promise.all([api(base), api(`${base}/history`), api(`${base}/sessions`)]);
+      [detail, history, sessions, this.explanation] = await Promise.all([
+        api(base),
+        api(`${base}/history`),
+        api(`${base}/sessions`),
+        this.tab === "why" ? api(`${base}/explain`) : null,
+      ]);
     } catch (error) {
       if (!isCurrent()) return;
       if (error instanceof ApiError && error.status === 404) {
         setLive(this.live, true);
-        this.gone(error.detail);
+        await this.gone(error.detail, isCurrent);
       } else {
         setLive(this.live, false);
+        if (needsToken(error)) askForToken(error);
       }
       return;
     }
     if (!isCurrent()) return;
     setLive(this.live, true);
+    tokenAnswered();
     this.detail = detail;
     this.history = history.entries;
     this.sessions = sessions.sessions;
@@ -1002,27 +1064,42 @@ class ConnectionView {
     this.renderPanel();
   }
 
-  gone(detail) {
-    if (this.keys.gone) return;
-    this.keys = { gone: true };
-    document.title = "Connection not found · syncstatus";
+  /** Not in the list (deleted, or never seen): its history, kept for audit, is shown read-only. */
+  async gone(detail, isCurrent) {
+    let kept = null;
+    try {
+      const base = connectionPath(this.id);
+      const [history, sessions] = await Promise.all([api(`${base}/history`), api(`${base}/sessions`)]);
+      kept = [history.entries, sessions.sessions];
+    } catch {
+      /* no history either: never seen, or pruned */
+    }
+    if (!isCurrent()) return;
+    const key = JSON.stringify(kept);
+    if (this.keys.gone === key) return;
+    this.keys = { gone: key };
+    document.title = `${kept ? "Deleted connection" : "Connection not found"} · syncstatus`;
     swap(
       this.header,
       h(
         "div",
-        { class: "empty", "data-testid": "connection-gone" },
-        h("h1", {}, "Connection not found"),
-        h("p", { class: "muted" }, `${detail}. It may have been deleted; its history is kept for audit.`),
+        { class: "empty", "data-testid": "connection-gone", "data-history-kept": String(kept !== null) },
+        h("h1", { "data-testid": "connection-title" }, kept ? "Deleted connection" : "Connection not found"),
+        h("p", { class: "muted" }, kept ? ["The connection ", h("code", {}, this.id), " is no longer connected. Its history is kept for audit and shown read-only below."] : `${detail}. It may have been deleted, and its history pruned.`),
         h("p", {}, h("a", { href: listHash() }, "Back to connected sources")),
       ),
     );
     this.tabs.hidden = true;
-    this.panel.hidden = true;
+    this.panel.hidden = kept === null;
+    if (kept) {
+      [this.history, this.sessions] = kept;
+      swap(this.panel, this.historyTab());
+    }
   }
 
   renderHeader() {
     const s = this.detail.summary;
-    document.title = `${s.data_source} · syncstatus`;
+    document.title = `${s.data_source_name} · syncstatus`;
     this.tabs.hidden = false;
     this.panel.hidden = false;
     const blocked = extractBlocker(s);
@@ -1035,12 +1112,12 @@ class ConnectionView {
         h(
           "div",
           { class: "conn-title" },
-          sourceIcon(s.data_source, "big"),
+          sourceIcon(s.data_source_name, "big"),
           h(
             "div",
             {},
-            h("div", { class: "title-line" }, h("h1", { id: "conn-title", "data-testid": "connection-title" }, s.data_source), statusPill(s.status, { testid: "connection-status" })),
-            h("p", { class: "muted", "data-testid": "connection-business-account" }, s.business_account || "No business account yet", " · ", h("code", { "data-testid": "connection-id" }, s.connection_id)),
+            h("div", { class: "title-line" }, h("h1", { id: "conn-title", "data-testid": "connection-title" }, s.data_source_name), statusPill(s.status, { testid: "connection-status" })),
+            h("p", { class: "muted", "data-testid": "connection-business-account" }, s.business_account || "No business account yet", " · ", h("code", { "data-testid": "connection-source-id" }, s.data_source), " · ", h("code", { "data-testid": "connection-id" }, s.connection_id)),
           ),
         ),
         h(
@@ -1101,13 +1178,14 @@ class ConnectionView {
       history: () => [this.history, this.sessions],
       credentials: () => [this.detail.credentials, this.detail.summary.business_account, this.detail.summary.business_account_id],
       settings: () => [this.detail.summary.sync_frequency_minutes, this.detail.summary.last_sync],
+      why: () => [this.explanation],
     }[this.tab]();
     const key = JSON.stringify([this.tab, data]);
     if (key === this.keys.panel) return;
     // Do not redraw a form under the person's hands.
     if (this.tab === "settings" && this.panel.contains(document.activeElement) && this.keys.panel) return;
     this.keys.panel = key;
-    const render = { accounts: this.accountsTab, history: this.historyTab, credentials: this.credentialsTab, settings: this.settingsTab }[this.tab];
+    const render = { accounts: this.accountsTab, why: this.whyTab, history: this.historyTab, credentials: this.credentialsTab, settings: this.settingsTab }[this.tab];
     swap(this.panel, render.call(this));
   }
 
@@ -1144,6 +1222,41 @@ class ConnectionView {
             ),
           )
         : emptyState(s.account_status === "Loading accounts" ? "Accounts are loading: authorization is not complete yet." : "No account is connected.", "Sync accounts to list the accounts of this business account."),
+    ];
+  }
+
+  whyTab() {
+    const e = this.explanation;
+    if (!e) return h("p", { class: "muted" }, "Loading…");
+    const part = (testid, title, items, none) =>
+      h("section", { "data-testid": testid }, h("h3", {}, title), items.length ? h("ul", {}, items) : h("p", { class: "muted", "data-testid": `${testid}-none` }, none));
+    const item = (testid, ...children) => h("li", { "data-testid": testid }, ...children);
+    const inTime = (seconds) => (seconds <= 0 ? "due now: the next sweep applies it" : `in ${duration(seconds)}`);
+    return [
+      h(
+        "div",
+        { class: "panel-head" },
+        h("div", {}, h("h2", {}, "Why this status"), h("p", { class: "muted" }, "What can move this connection now, read from the state machine, its timeouts and what was stored for it.")),
+      ),
+      h(
+        "div",
+        { class: "explain", "data-testid": "explain" },
+        h("p", { "data-testid": "explain-status" }, statusPill(e.status), " since ", timeEl(e.since, { seconds: true })),
+        part(
+          "explain-waiting",
+          "Waiting for",
+          e.waiting_for.map((w) =>
+            item("explain-waiting-item", h("strong", {}, humanize(w.event_type)), " → ", statusPill(w.target, { withStage: false }), " on ", h("code", {}, w.topic), w.last_producer ? [" · last sent by ", h("code", {}, w.last_producer)] : " · no producer has sent these yet"),
+          ),
+          "No event can move it: the status is final.",
+        ),
+        e.blocked.length ? part("explain-blocked", "Not possible now", e.blocked.map((b) => item("explain-blocked-item", humanize(b.event_type), " → ", b.target.name, `: ${b.guard}`, b.for_good ? " (never for this data source)" : "")), "") : null,
+        e.substages_left.length ? part("explain-substages", "Processing substages left", e.substages_left.map((name) => item("explain-substage", humanize(name))), "") : null,
+        part("explain-deadline", "When the clock moves it", e.deadline ? [item("explain-deadline-item", humanize(e.deadline.event_type), " at ", timeEl(e.deadline.at, { seconds: true }), `, ${inTime(e.deadline.remaining_s)}`)] : [], "No timeout applies: only an event moves it."),
+        part("explain-parked", "Parked events", e.parked.map((x) => item("explain-parked-item", humanize(x.event_type), " of session ", h("code", {}, x.session_id), `, parked ${duration(x.age_s)} ago, refused in ${duration(Math.max(0, x.window_left_s))} unless its turn comes`)), "Nothing is parked."),
+        part("explain-refusals", "Last refusals", e.refusals.map((r) => item("explain-refusal", h("strong", {}, r.reason), r.event_type ? ` (${humanize(r.event_type)})` : "", `: ${r.detail} · `, timeEl(r.refused_at, { seconds: true }))), "No event of this connection was refused."),
+        part("explain-extraction", "Data extraction", [item("explain-extraction-item", e.can_extract ? "Possible now." : "Not possible: ", e.why_not.join("; "))], ""),
+      ),
     ];
   }
 
