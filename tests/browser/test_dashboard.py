@@ -34,13 +34,16 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: 
 from syncstatus.api.app import create_app  # noqa: E402
 from syncstatus.bootstrap import Application, build  # noqa: E402
 from syncstatus.devtools.embedded import free_port  # noqa: E402
-from syncstatus.service.inbound import Inbound  # noqa: E402
+from syncstatus.schemas.messages import EventMessages  # noqa: E402
+from syncstatus.service.inbound import Inbound, Origin  # noqa: E402
 from syncstatus.settings import Settings  # noqa: E402
+from syncstatus.statemachine.connection import Outcome  # noqa: E402
 from syncstatus.statemachine.events import (  # noqa: E402
     Account,
     EventType,
     Failure,
     FailureClass,
+    SessionEvent,
     Substage,
 )
 from tests.helpers.factories import event  # noqa: E402
@@ -99,6 +102,30 @@ class Feed:
                 for kind in kinds
             ]
         )
+
+    def refuse(
+        self, connection_id: str, session: str, kind: EventType, offset: int
+    ) -> SessionEvent:
+        """An event the auth service sends at the wrong time, as the consumer takes it from
+        its topic: with the message it came in, so that it can be redriven."""
+        sent = event(
+            kind,
+            connection_id,
+            session,
+            at=self._at(),
+            app=self.apps[connection_id],
+            producer="auth-svc",
+        )
+        message = Origin(
+            "syncstatus.auth",
+            0,
+            offset,
+            connection_id.encode(),
+            EventMessages().encode(sent),
+            (("trace", b"t-1"),),
+        )
+        self.application.engine.apply_batch([Inbound(sent, message)])
+        return sent
 
     def authorize(
         self,
@@ -753,3 +780,80 @@ def test_with_private_reads_the_dashboard_asks_for_a_token_once(page: Page, dash
     expect(rows(page)).to_have_count(len(ALL_SOURCES))
     expect(page.get_by_test_id("token-state")).to_have_text("saved")
     expect(page.get_by_test_id("message")).to_have_count(0)
+
+
+def redriven_by(dashboard: Dashboard) -> list[tuple[str, str | None]]:
+    with dashboard.application.database.connect() as connection:
+        return [
+            tuple(row)
+            for row in connection.execute(
+                sa.text("SELECT connection_id, redriven_by FROM dead_letters ORDER BY id")
+            )
+        ]
+
+
+def test_dead_letters_are_listed_explained_and_redriven(page: Page, dashboard: Dashboard):
+    feed = dashboard.feed
+    revoked = feed.refuse("conn-sf", "revocation", E.DEAUTHORIZED, offset=7)  # from Disconnected
+    feed.refuse("conn-plaid", "s-1", E.AUTHORIZATION_SUCCEEDED, offset=8)
+    page.goto(f"{dashboard.url}/#/dead-letters")
+    set_token(page)
+    letters = page.get_by_test_id("dead-letter-row")
+    expect(letters).to_have_count(2)
+    expect(page.get_by_test_id("dead-letters-count")).to_have_text("2 dead letters")
+    score = page.get_by_test_id("score-row")
+    expect(score.first).to_contain_text("auth-svc")
+    expect(page.get_by_test_id("score-count")).to_have_text(["2"])
+
+    page.get_by_test_id("filter-connection_id").fill("conn-sf")
+    expect(letters).to_have_count(1)
+    expect(page).to_have_url(re.compile(r"#/dead-letters\?connection_id=conn-sf$"))
+    letters.get_by_test_id("dead-letter-toggle").click()
+    detail = page.get_by_test_id("dead-letter-detail")
+    expect(detail.get_by_test_id("dead-letter-origin")).to_have_text(
+        "syncstatus.auth · partition 0 · offset 7"
+    )
+    expect(detail).to_contain_text("trace: t-1")
+    expect(detail.get_by_test_id("dead-letter-event")).to_contain_text('"type": "DEAUTHORIZED"')
+
+    detail.get_by_test_id("dry-run").click()
+    verdict = detail.get_by_test_id("verdict")
+    expect(verdict).to_have_attribute("data-outcome", "refused")
+    expect(verdict).to_contain_text("Would be refused again: illegal_transition")
+
+    # The re-authorization that came before the revocation, delivered late.
+    late = event(
+        E.AUTHORIZATION_STARTED,
+        "conn-sf",
+        "s-2",
+        at=revoked.occurred_at - timedelta(milliseconds=1),
+        app="salesforce",
+    )
+    result = dashboard.application.engine.apply_batch([Inbound(late)])
+    assert result.outcomes == [Outcome.APPLIED], result
+    detail.get_by_test_id("dry-run").click()
+    expect(verdict).to_have_attribute("data-outcome", "applied")
+    expect(verdict).to_have_text("Would apply: Authorization → Deauthorized")
+    assert redriven_by(dashboard) == [("conn-sf", None), ("conn-plaid", None)], (
+        "a dry run keeps nothing"
+    )
+
+    detail.get_by_test_id("redrive").click()
+    expect(page.get_by_test_id("message")).to_contain_text("queued to go through its input topic")
+    expect(letters.get_by_test_id("dead-letter-redriven")).to_contain_text("by default")
+    expect(detail).to_contain_text("default, ")
+    assert redriven_by(dashboard) == [("conn-sf", "default"), ("conn-plaid", None)]
+    screenshot(page, "dead-letters.png")
+
+
+def test_a_connection_page_shows_what_was_refused_of_it(page: Page, dashboard: Dashboard):
+    dashboard.feed.refuse("conn-sf", "revocation", E.DEAUTHORIZED, offset=7)
+    dashboard.feed.refuse("conn-plaid", "s-1", E.AUTHORIZATION_SUCCEEDED, offset=8)
+    open_connection(page, dashboard, "conn-sf", tab="refused")
+    letters = page.get_by_test_id("dead-letter-row")
+    expect(letters).to_have_count(1)
+    expect(letters.get_by_test_id("dead-letter-reason")).to_contain_text("illegal_transition")
+    expect(letters.get_by_test_id("dead-letter-producer")).to_have_text("auth-svc")
+    page.get_by_role("link", name="Open in Dead letters").click()
+    expect(page.get_by_test_id("nav-dead-letters")).to_have_attribute("aria-current", "page")
+    expect(page.get_by_test_id("dead-letter-row")).to_have_count(1)

@@ -3,6 +3,7 @@
 
 import { POLL_MS, h, svg, ICONS, DATE, day, timeEl, duration, humanize, dash, setStatuses, tone, statusPill, emptyState, liveIndicator, setLive, swap } from "./dom.js";
 import { ApiError, api, connectionPath, tokenInput, askForToken, tokenAnswered, needsToken, flash } from "./api.js";
+import { DeadLettersView, RefusedPanel } from "./dead_letters.js";
 
 const SORTABLE = {
   data_source: "Data source",
@@ -607,6 +608,7 @@ const TABS = [
   ["accounts", "Accounts"],
   ["why", "Why this status"],
   ["history", "History"],
+  ["refused", "Refused"],
   ["credentials", "Credentials"],
   ["settings", "Settings"],
 ];
@@ -620,6 +622,7 @@ class ConnectionView {
     this.history = null;
     this.sessions = null;
     this.explanation = null;
+    this.refused = new RefusedPanel(id, () => this.renderPanel());
     this.keys = {};
   }
 
@@ -654,7 +657,7 @@ class ConnectionView {
     this.renderTabs();
     this.keys.panel = null;
     this.renderPanel();
-    if (tab === "why") router.poke();
+    if (tab === "why" || tab === "refused") router.poke();
     if (focus) this.tabs.querySelector(`[data-tab="${tab}"]`).focus();
   }
 
@@ -701,6 +704,7 @@ class ConnectionView {
         api(`${base}/history`),
         api(`${base}/sessions`),
         this.tab === "why" ? api(`${base}/explain`) : null,
+        this.tab === "refused" ? this.refused.load() : null,
       ]);
     } catch (error) {
       if (!isCurrent()) return;
@@ -847,13 +851,14 @@ class ConnectionView {
       credentials: () => [this.detail.credentials, this.detail.summary.business_account, this.detail.summary.business_account_id],
       settings: () => [this.detail.summary.sync_frequency_minutes, this.detail.summary.last_sync],
       why: () => [this.explanation],
+      refused: () => [this.refused.items, this.refused.table.state()],
     }[this.tab]();
     const key = JSON.stringify([this.tab, data]);
     if (key === this.keys.panel) return;
     // Do not redraw a form under the person's hands.
     if (this.tab === "settings" && this.panel.contains(document.activeElement) && this.keys.panel) return;
     this.keys.panel = key;
-    const render = { accounts: this.accountsTab, why: this.whyTab, history: this.historyTab, credentials: this.credentialsTab, settings: this.settingsTab }[this.tab];
+    const render = { accounts: this.accountsTab, why: this.whyTab, history: this.historyTab, refused: () => this.refused.element(), credentials: this.credentialsTab, settings: this.settingsTab }[this.tab];
     swap(this.panel, render.call(this));
   }
 
@@ -1106,12 +1111,17 @@ const router = {
     const [path, query = ""] = raw.split("?");
     const params = new URLSearchParams(query);
     const match = path.match(/^\/connections\/(.+)$/);
+    const deadLetters = path === "/dead-letters";
     this.generation += 1;
-    this.view = match ? new ConnectionView(decodeURIComponent(match[1]), params) : new ListView(params);
+    if (match) this.view = new ConnectionView(decodeURIComponent(match[1]), params);
+    else if (deadLetters) this.view = new DeadLettersView(params);
+    else this.view = new ListView(params);
     this.view.mount(main);
-    const nav = document.querySelector('[data-testid="nav-connections"]');
-    if (match) nav.removeAttribute("aria-current");
-    else nav.setAttribute("aria-current", "page");
+    const current = deadLetters ? "nav-dead-letters" : match ? null : "nav-connections";
+    for (const nav of document.querySelectorAll("[data-nav]")) {
+      if (nav.dataset.testid === current) nav.setAttribute("aria-current", "page");
+      else nav.removeAttribute("aria-current");
+    }
     this.poke();
   },
 
