@@ -23,6 +23,8 @@ from syncstatus.producers.relay import (
     shrunk_dead_letter,
     status_change_message,
 )
+from syncstatus.producers.webhook_delivery import HttpSender, RetryPolicy
+from syncstatus.producers.webhooks import Delivered, WebhookRelay
 from syncstatus.runtime.health import HttpEndpoint, health_app
 from syncstatus.runtime.loops import every, prune_retention, schedule_commands, sweep_timeouts
 from syncstatus.runtime.metrics import Metrics
@@ -33,6 +35,7 @@ from syncstatus.service.dead_letters import DeadLetterTriage
 from syncstatus.service.engine import StatusEngine
 from syncstatus.service.ports import StoreError
 from syncstatus.settings import Settings
+from syncstatus.store.changes import ChangeQueries
 from syncstatus.store.database import create_engine, database_reachable, migrate
 from syncstatus.store.dead_letters import DeadLetterQueries
 from syncstatus.store.explain import ExplainQueries
@@ -41,6 +44,7 @@ from syncstatus.store.outbox import OutboxStore, RelayBatch
 from syncstatus.store.queries import ConnectionQueries
 from syncstatus.store.retention import RetentionStore
 from syncstatus.store.uow import PostgresStore
+from syncstatus.store.webhooks import WebhookClaims, WebhookStore
 
 
 @dataclass
@@ -53,6 +57,8 @@ class Application:
     dead_letters: DeadLetterQueries
     triage: DeadLetterTriage
     explain: ExplainQueries
+    changes: ChangeQueries
+    webhooks: WebhookStore
 
     def close(self) -> None:
         self.database.dispose()
@@ -76,6 +82,8 @@ def build(settings: Settings) -> Application:
             topics,
         ),
         explain=ExplainQueries(database, settings.policy()),
+        changes=ChangeQueries(database),
+        webhooks=WebhookStore(database),
     )
 
 
@@ -105,6 +113,7 @@ def build_service(application: Application) -> Service:
         on_failure=lambda name: metrics.loop_failures.labels(name).inc(),
     )
     _watch_backlogs(metrics, OutboxStore(application.database))
+    metrics.watch_webhook_backlogs(partial(_webhook_backlogs, application.webhooks))
     metrics.assigned_partitions.set_function(lambda: len(consumer.assignment))
     service.loops.append(_health(application, metrics, service, consumer))
     return service
@@ -112,7 +121,7 @@ def build_service(application: Application) -> Service:
 
 def _relays(application: Application, metrics: Metrics) -> list[Loop]:
     """One relay per outbox-like table: status changes, dead letters, commands, redrives
-    (each back to the input topic its message came in on)."""
+    (each back to the input topic its message came in on); and the webhooks' relay."""
     settings, outbox = application.settings, OutboxStore(application.database)
     whole_dead_letter = dead_letter_message(EventMessages())
     relay = partial(_relay, application, metrics)
@@ -143,7 +152,47 @@ def _relays(application: Application, metrics: Metrics) -> list[Loop]:
             "commands",
         ),
         relay("redrive-relay", outbox.redrives, redrive_message, None, "redrives", "redrive"),
+        _webhook_relay(application, metrics),
     ]
+
+
+def _webhook_relay(application: Application, metrics: Metrics) -> Loop:
+    """Webhooks: their own loop, threads and database connections, woken by the same
+    notification as the status relay but never in its way."""
+    settings = application.settings
+
+    def on_attempt(d: Delivered) -> None:
+        lag = (d.delivered_at - d.recorded_at).total_seconds() if d.answer.ok else None
+        metrics.record_webhook(str(d.subscription_id), d.answer.outcome, d.answer.seconds, lag)
+
+    relay = WebhookRelay(
+        application.webhooks,
+        partial(WebhookClaims, application.database.url),
+        HttpSender(settings.webhook_timeout_s, settings.webhook_connect_timeout_s),
+        RetryPolicy(
+            settings.webhook_retry_period_s,
+            settings.webhook_retry_initial_s,
+            settings.webhook_retry_max_s,
+        ),
+        NewRows(application.database.url, "outbox"),
+        batch_size=settings.webhook_batch_size,
+        workers=settings.webhook_workers,
+        idle_s=settings.relay_idle_s,
+        on_attempt=on_attempt,
+        on_failure=lambda name: metrics.loop_failures.labels(name).inc(),
+    )
+    return Loop("webhook-relay", relay.run)
+
+
+WEBHOOK_BACKLOG_CAP = 100_000
+
+
+def _webhook_backlogs(webhooks: WebhookStore) -> dict[str, float]:
+    """Each subscription's backlog at scrape time; none while the database cannot say."""
+    try:
+        return {sid: float(n) for sid, n in webhooks.backlogs(WEBHOOK_BACKLOG_CAP).items()}
+    except StoreError:
+        return {}
 
 
 def _relay(
@@ -190,6 +239,7 @@ def _clock(application: Application, metrics: Metrics) -> list[Loop]:
                 RetentionStore(application.database),
                 timedelta(seconds=settings.outbox_retention_s),
                 timedelta(seconds=settings.idempotency_retention_s),
+                webhook_log_for=timedelta(seconds=settings.webhook_log_retention_s),
             ),
         ),
         "scheduler": (

@@ -58,12 +58,13 @@ class Settings(BaseSettings):
         None,
         description="Named API tokens, `name:role:sha256hex` separated by commas: the name "
         "commands record as requested_by, a role (read: the GETs; operate: also the commands; "
-        "admin: also delete and redrive) and the SHA-256 of the token in hex.",
+        "admin: also delete and redrive) and the SHA-256 of the token in hex; "
+        "`name:role:sha256hex:workspace` confines the token to one workspace.",
     )
     api_tokens_file: Path | None = Field(
         None,
-        description="A file of more `name:role:sha256hex` entries, one a line (# comments); "
-        "read at start.",
+        description="A file of more `name:role:sha256hex[:workspace]` entries, one a line "
+        "(# comments); read at start.",
     )
     api_public_reads: bool = Field(
         False,
@@ -163,6 +164,47 @@ class Settings(BaseSettings):
     delivery_timeout_ms: int = Field(
         30000, gt=0, description="How long the producer retries a send before it fails."
     )
+    webhook_allow_http_loopback: bool = Field(
+        False,
+        description="Let webhook subscriptions target http:// on a loopback address (local "
+        "receivers, tests); otherwise every target is https.",
+    )
+    webhook_timeout_s: float = Field(
+        10, gt=0, description="Seconds a webhook receiver has to answer a delivery."
+    )
+    webhook_connect_timeout_s: float = Field(
+        5, gt=0, description="Seconds to connect to a webhook receiver."
+    )
+    webhook_retry_period_s: float = Field(
+        3600,
+        gt=0,
+        description="How long a webhook delivery is retried (exponential backoff with "
+        "jitter) before its subscription is marked failing and paused, alone, until resumed.",
+    )
+    webhook_retry_initial_s: float = Field(
+        1, gt=0, description="The first wait before a failed webhook delivery is tried again."
+    )
+    webhook_retry_max_s: float = Field(
+        300, gt=0, description="The longest wait between two attempts of a webhook delivery."
+    )
+    webhook_workers: int = Field(
+        8, gt=0, description="Webhook subscriptions one process delivers at the same time."
+    )
+    webhook_batch_size: int = Field(
+        100,
+        gt=0,
+        description="Webhook deliveries recorded per transaction; after a crash at most this "
+        "many are delivered again (same webhook-id).",
+    )
+    webhook_log_retention_s: float = Field(
+        604800, gt=0, description="Webhook delivery log entries are pruned after this."
+    )
+    change_stream_poll_s: float = Field(
+        0.5, gt=0, description="How often GET /changes/stream looks for new records."
+    )
+    change_stream_heartbeat_s: float = Field(
+        15, gt=0, description="Seconds of silence after which GET /changes/stream sends a comment."
+    )
     sweep_interval_s: float = Field(1.0, gt=0, description="Seconds between timeout sweeps.")
     outbox_retention_s: float = Field(
         86400,
@@ -189,12 +231,14 @@ class Settings(BaseSettings):
         1_048_576, gt=0, description="Larger input messages are dead-lettered unread."
     )
     max_id_length: int = Field(
-        256, gt=0, description="Longest connection, session, app, producer or account id."
+        256,
+        gt=0,
+        description="Longest connection, session, app, producer, workspace or account id.",
     )
     id_pattern: str = Field(
         DEFAULT_ID_PATTERN,
-        description="Regular expression every connection, session, app and producer id must "
-        "match whole; the API serves exactly these ids.",
+        description="Regular expression every connection, session, app, producer and "
+        "workspace id must match whole; the API serves exactly these ids.",
     )
     max_text_length: int = Field(
         4096, gt=0, description="Longest error text, attribute value or account name."
@@ -236,6 +280,16 @@ class Settings(BaseSettings):
                     f"SYNCSTATUS_API_TOKENS_FILE {self.api_tokens_file} cannot be read: {error}"
                 ) from None
             tokens += parse_entries(text, str(self.api_tokens_file))
+        rule = re.compile(self.id_pattern)
+        for token in tokens:
+            workspace = token.workspace
+            if workspace is not None and not (
+                len(workspace) <= self.max_id_length and rule.fullmatch(workspace)
+            ):
+                raise ValueError(
+                    f"token {token.name!r}: its workspace does not match the id rule "
+                    "(SYNCSTATUS_ID_PATTERN, SYNCSTATUS_MAX_ID_LENGTH)"
+                )
         self._tokens = TokenTable(tokens)
         return self
 

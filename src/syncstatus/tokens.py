@@ -2,7 +2,9 @@
 
 A token is configured as one entry `name:role:sha256hex`: the name the API records as
 `requested_by`, its role, and the SHA-256 of the token in hex (the token itself is never
-stored). Entries are separated by commas or white space; a file of them may also hold blank
+stored); `name:role:sha256hex:workspace` scopes the token to one workspace, whose connections
+alone it sees and acts on (another workspace's connection is a 404 to it, as an unknown one).
+Entries are separated by commas or white space; a file of them may also hold blank
 lines and `#` comments. The presented token is hashed and compared with every entry's hash
 in constant time, so neither the names nor which entry matched show in the timing.
 
@@ -30,6 +32,7 @@ LEGACY_NAME = "default"
 
 SEPARATORS = re.compile(r"[\s,]+")
 DIGEST = re.compile(r"[0-9a-fA-F]{64}")
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class Role(IntEnum):
@@ -57,18 +60,25 @@ class ApiToken:
     name: str
     role: Role
     digest: bytes = field(repr=False)
+    workspace: str | None = None
+    """The one workspace the token sees and acts on; None: every workspace."""
 
     def allows(self, needed: Role) -> bool:
         return self.role >= needed
 
 
 def parse_entry(entry: str, where: str) -> ApiToken:
-    """One `name:role:sha256hex`. Errors say `where` the entry is and quote only a valid name,
-    never a field that failed (it may be a token pasted by mistake)."""
+    """One `name:role:sha256hex`, or `name:role:sha256hex:workspace` for a token scoped to one
+    workspace (so a workspace a token names holds no `:`). Errors say `where` the entry is and
+    quote only a valid name, never a field that failed (it may be a token pasted by mistake).
+    Settings check the workspace against the id rule connection ids follow."""
     parts = entry.split(":")
-    if len(parts) != 3:
-        raise InvalidTokens(f"{where}: expected name:role:sha256hex, got {len(parts)} field(s)")
-    name, role, digest = parts
+    if len(parts) not in (3, 4):
+        raise InvalidTokens(
+            f"{where}: expected name:role:sha256hex[:workspace], got {len(parts)} field(s)"
+        )
+    name, role, digest = parts[:3]
+    workspace = parts[3] if len(parts) == 4 else None
     if not NAME.fullmatch(name):
         raise InvalidTokens(
             f"{where}: a name is 1-64 letters, digits or . _ @ - (starting with a letter or digit)"
@@ -86,7 +96,12 @@ def parse_entry(entry: str, where: str) -> ApiToken:
             f"{where} ({name}): the third field is the token's SHA-256 as 64 hex digits, "
             "not the token itself"
         )
-    return ApiToken(name, parsed_role, bytes.fromhex(digest))
+    if workspace is not None and (not workspace or CONTROL.search(workspace)):
+        raise InvalidTokens(
+            f"{where} ({name}): the fourth field, the token's workspace, is an id: not empty, "
+            "no control characters"
+        )
+    return ApiToken(name, parsed_role, bytes.fromhex(digest), workspace)
 
 
 def parse_entries(text: str, source: str) -> list[ApiToken]:
@@ -143,5 +158,11 @@ class TokenTable:
         return len(self._tokens)
 
     def describe(self) -> str:
-        """Names and roles, for people (`syncstatus config`): no hashes."""
-        return ", ".join(f"{t.name}:{t.role}" for t in self._tokens) or "-"
+        """Names, roles and workspaces, for people (`syncstatus config`): no hashes."""
+        return (
+            ", ".join(
+                f"{t.name}:{t.role}" + ("" if t.workspace is None else f":{t.workspace}")
+                for t in self._tokens
+            )
+            or "-"
+        )

@@ -24,6 +24,7 @@ def event(
     accounts: tuple[Account, ...] | None = None,
     attributes: dict[str, str] | None = None,
     producer: str = "tests",
+    workspace_id: str | None = None,
 ) -> SessionEvent:
     """An event; without `at`, each new event occurs one second after the previous one."""
     return SessionEvent(
@@ -38,6 +39,7 @@ def event(
         substage=substage,
         accounts=accounts,
         attributes=attributes or {},
+        workspace_id=workspace_id,
     )
 
 

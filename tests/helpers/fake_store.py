@@ -43,6 +43,7 @@ from syncstatus.statemachine.connection import (
 from syncstatus.statemachine.events import SessionEvent, Substage
 from syncstatus.statemachine.statuses import Status
 from syncstatus.statemachine.view import AccountRow, ConnectionView, CredentialRow
+from syncstatus.statemachine.workspaces import Scope
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +63,7 @@ class ConnectionRow:
     holds_credentials: bool | None
     deleted_at: datetime | None
     producer_marks: tuple[tuple[MarkKey, ProducerMark], ...]
+    workspace_id: str
 
     @classmethod
     def of(cls, c: Connection) -> ConnectionRow:
@@ -80,6 +82,7 @@ class ConnectionRow:
             c.holds_credentials,
             c.deleted_at,
             tuple(c.producer_marks.items()),
+            c.workspace_id,
         )
 
     def connection(self) -> Connection:
@@ -98,6 +101,7 @@ class ConnectionRow:
             holds_credentials=self.holds_credentials,
             deleted_at=self.deleted_at,
             producer_marks=dict(self.producer_marks),
+            workspace_id=self.workspace_id,
         )
 
 
@@ -214,6 +218,7 @@ def _view_copy(v: ConnectionView, created_at: datetime | None = None) -> Connect
         status_failure_class=v.status_failure_class,
         source_sync=replace(v.source_sync),
         data_refresh=replace(v.data_refresh),
+        workspace_id=v.workspace_id,
         accounts={
             a.account_id: AccountRow(a.account_id, a.name, a.status, a.created_at, a.updated_at)
             for a in sorted(v.accounts.values(), key=lambda a: a.account_id)
@@ -458,10 +463,22 @@ class FakeDeadLetters(_Base):
             for m in rejected
         )
 
-    def messages(self, dead_letter_ids: Sequence[int]) -> dict[int, Origin | None]:
+    def messages(self, dead_letter_ids: Sequence[int], scope: Scope) -> dict[int, Origin | None]:
         with self._uow.store.lock:
             rows = {**self._committed.dead_letters, **{d.id: d for d in self._writes.dead_letters}}
-            return {i: rows[i].origin for i in dead_letter_ids if i in rows}
+            return {
+                i: rows[i].origin
+                for i in dead_letter_ids
+                if i in rows and self._in_scope(rows[i].connection_id, scope)
+            }
+
+    def _in_scope(self, connection_id: str | None, scope: Scope) -> bool:
+        """A dead letter is in its stored connection's workspace; one of none, in none."""
+        if scope is None:
+            return True
+        written = self._writes.connections.get(connection_id or "")
+        row = written[1] if written else self._committed.connections.get(connection_id or "")
+        return row is not None and row.workspace_id == scope
 
     def redriven(self, dead_letter_ids: Sequence[int]) -> dict[int, uuid.UUID | None]:
         with self._uow.store.lock:

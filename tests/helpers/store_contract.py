@@ -48,6 +48,7 @@ STORED_FIELDS = (
     "timed_out_from",
     "holds_credentials",
     "deleted_at",
+    "workspace_id",
 )
 """What a connection row keeps, producer marks aside (they are compared in order)."""
 
@@ -83,7 +84,7 @@ def in_progress(connection_id: str) -> Connection:
     c = Connection(connection_id=connection_id)
     return applied(
         c,
-        event(E.AUTHORIZATION_STARTED, connection_id, producer="auth"),
+        event(E.AUTHORIZATION_STARTED, connection_id, producer="auth", workspace_id="acme"),
         event(
             E.AUTHORIZATION_SUCCEEDED,
             connection_id,
@@ -545,7 +546,7 @@ class StoreContract:
         with store.unit_of_work() as uow:
             uow.dead_letters.add(refusals, {stale.event_id: origin(0)}, rejected)
         with store.unit_of_work() as uow:
-            assert uow.dead_letters.messages([3, 1, 2, 99]) == {
+            assert uow.dead_letters.messages([3, 1, 2, 99], None) == {
                 1: origin(0),
                 2: None,
                 3: origin(1),
@@ -569,3 +570,27 @@ class StoreContract:
             (2, "tests", None, None, 0),
             (3, None, "bob", NOW + timedelta(minutes=1), 2),
         ]
+
+    def test_a_dead_letter_is_in_its_stored_connections_workspace(self, store: Store) -> None:
+        """What triage may read within a scope: a dead letter of a connection of that
+        workspace; one of a connection never stored (or of no connection) is in none."""
+        acme = applied(
+            Connection("c-acme"), event(E.AUTHORIZATION_STARTED, "c-acme", workspace_id="acme")
+        )
+        plain = applied(Connection("c-plain"), event(E.AUTHORIZATION_STARTED, "c-plain"))
+        assert (acme.workspace_id, plain.workspace_id) == ("acme", "default")
+        refusals = [
+            Refusal(event(E.SYNC_COMPLETED, "c-acme"), RefusalReason.ILLEGAL_TRANSITION, "x", None),
+            Refusal(
+                event(E.SYNC_COMPLETED, "c-plain"), RefusalReason.ILLEGAL_TRANSITION, "x", None
+            ),
+            Refusal(event(E.SYNC_COMPLETED, "c-never"), RefusalReason.PARKED_TOO_LONG, "x", None),
+        ]
+        with store.unit_of_work() as uow:
+            uow.connections.save([acme, plain], {})
+            uow.dead_letters.add(refusals, {}, [RejectedMessage("undecodable", "x", origin(1))])
+        with store.unit_of_work() as uow:
+            assert set(uow.dead_letters.messages([1, 2, 3, 4], None)) == {1, 2, 3, 4}
+            assert set(uow.dead_letters.messages([1, 2, 3, 4], "acme")) == {1}
+            assert set(uow.dead_letters.messages([1, 2, 3, 4], "default")) == {2}
+            assert uow.dead_letters.messages([1, 2, 3, 4], "globex") == {}

@@ -15,6 +15,7 @@ from syncstatus.settings import Settings
 from syncstatus.statemachine.connection import Policy
 from syncstatus.statemachine.events import EventType
 from syncstatus.statemachine.runs import RunOutcome
+from syncstatus.statemachine.workspaces import EVERY_WORKSPACE as ALL
 from syncstatus.store.queries import ConnectionQueries
 from syncstatus.store.uow import PostgresStore
 from tests.helpers.factories import event, happy_session
@@ -55,7 +56,7 @@ def drive(engine, events):
 def test_a_synced_connection_shows_both_parts_succeeded(engine, queries, client):
     events = drive(engine, happy_session("c-ok"))
     started = {e.type: e.occurred_at for e in events}
-    line = queries.list().items[0]
+    line = queries.list(scope=ALL).items[0]
     assert (line.source_sync.state, line.data_refresh.state) == (
         RunOutcome.SUCCESS,
         RunOutcome.SUCCESS,
@@ -88,7 +89,7 @@ def test_errors_show_on_the_part_they_belong_to_with_their_reason(
     later = datetime.now(UTC) + timedelta(days=1)
     StatusEngine(PostgresStore(db_engine), Policy(), clock=lambda: later).sweep()
 
-    loading = queries.connection("c-load").summary
+    loading = queries.connection("c-load", scope=ALL).summary
     assert (loading.source_sync.state, loading.source_sync.error) == (
         RunOutcome.ERROR,
         "API quota exceeded",
@@ -96,7 +97,7 @@ def test_errors_show_on_the_part_they_belong_to_with_their_reason(
     assert loading.status_error == "API quota exceeded"
     assert loading.data_refresh.state is None
 
-    processing = queries.connection("c-proc").summary
+    processing = queries.connection("c-proc", scope=ALL).summary
     assert processing.status_code == 23
     assert processing.source_sync.state is RunOutcome.SUCCESS
     assert processing.data_refresh.state is RunOutcome.ERROR
@@ -117,10 +118,10 @@ def test_errors_show_on_the_part_they_belong_to_with_their_reason(
 
 def test_a_new_session_restarts_the_sync_and_keeps_the_last_refresh(engine, queries):
     drive(engine, happy_session("c-again"))
-    before = queries.connection("c-again").summary
+    before = queries.connection("c-again", scope=ALL).summary
     restarted = event(E.LOADING_STARTED, "c-again", "s-2")
     engine.apply_event(restarted)
-    after = queries.connection("c-again").summary
+    after = queries.connection("c-again", scope=ALL).summary
     assert after.source_sync.state is RunOutcome.IN_PROGRESS
     assert after.source_sync.started_at == restarted.occurred_at
     assert after.source_sync.succeeded_at == before.source_sync.succeeded_at

@@ -10,6 +10,7 @@ from syncstatus.kafka import client_config
 from syncstatus.schemas.messages import CommandMessages
 from syncstatus.statemachine.commands import CommandType
 from syncstatus.statemachine.events import Account, EventType
+from syncstatus.statemachine.workspaces import EVERY_WORKSPACE as ALL
 from tests.helpers.factories import event
 
 from .support import running_service, settings_for
@@ -23,7 +24,7 @@ def test_issued_and_scheduled_commands_are_published(kafka, db_engine, database_
     engine = application.engine
     engine.apply_event(event(E.AUTHORIZATION_STARTED, "c1"))
     engine.apply_event(event(E.AUTHORIZATION_SUCCEEDED, "c1"))
-    issued = application.commands.issue("c1", CommandType.RECONNECT, "alice")
+    issued = application.commands.issue("c1", CommandType.RECONNECT, "alice", scope=ALL)
     messages = CommandMessages()
     seen: list[dict] = []
     with running_service(settings):

@@ -15,6 +15,7 @@ from syncstatus.statemachine.commands import CommandRefused, CommandType
 from syncstatus.statemachine.connection import Outcome, Policy
 from syncstatus.statemachine.events import Account, EventType
 from syncstatus.statemachine.statuses import Status
+from syncstatus.statemachine.workspaces import EVERY_WORKSPACE as ALL
 from syncstatus.store.queries import ConnectionQueries
 from syncstatus.store.uow import PostgresStore
 from tests.helpers.factories import event, happy_session
@@ -59,14 +60,14 @@ def accounts(engine, connection_id, *names):
 
 def test_the_view_follows_authorization_accounts_and_syncs(engine, queries):
     engine.apply_event(event(E.AUTHORIZATION_STARTED, "c1"))
-    line = queries.list().items[0]
+    line = queries.list(scope=ALL).items[0]
     assert (line.credentials, line.account_status, line.can_extract) == (
         None,
         "Loading accounts",
         False,
     )
     authorize(engine)
-    line = queries.list().items[0]
+    line = queries.list(scope=ALL).items[0]
     assert (line.data_source, line.business_account, line.business_account_id) == (
         "facebook_ads",
         "ads@acme.example",
@@ -79,14 +80,14 @@ def test_the_view_follows_authorization_accounts_and_syncs(engine, queries):
     )
     assert line.last_authorization is not None
     accounts(engine, "c1", "Main", "Brand")
-    detail = queries.connection("c1")
+    detail = queries.connection("c1", scope=ALL)
     assert detail.summary.account_status == "2 accounts" and detail.summary.can_extract
     assert [a.name for a in detail.accounts] == ["Brand", "Main"]
     accounts(engine, "c1", "Main")
-    assert [a.name for a in queries.connection("c1").accounts] == ["Main"]
+    assert [a.name for a in queries.connection("c1", scope=ALL).accounts] == ["Main"]
     for e in happy_session("c1")[2:]:
         engine.apply_event(e)
-    detail = queries.connection("c1")
+    detail = queries.connection("c1", scope=ALL)
     assert detail.summary.status_name == "Synced" and detail.summary.last_sync is not None
     assert detail.accounts[0].updated == detail.summary.last_sync
 
@@ -95,14 +96,14 @@ def test_only_active_accounts_make_a_connection_extractable(engine, queries, com
     authorize(engine)
     disabled = (Account("acc-1", "Main", "disabled"),)
     engine.apply_event(event(E.ACCOUNTS_SYNCED, "c1", accounts=disabled))
-    line = queries.list().items[0]
+    line = queries.list(scope=ALL).items[0]
     assert (line.account_status, line.active_accounts, line.can_extract) == ("1 account", 0, False)
     with pytest.raises(CommandRefused):
-        commands.issue("c1", CommandType.SYNC_AND_REFRESH, "tests")
+        commands.issue("c1", CommandType.SYNC_AND_REFRESH, "tests", scope=ALL)
     assert commands.schedule_due(datetime.now(UTC), timedelta(days=1), 10) == 1  # accounts only
     both = (*disabled, Account("acc-2", "Brand", "Active"))
     engine.apply_event(event(E.ACCOUNTS_SYNCED, "c1", accounts=both))
-    line = queries.list().items[0]
+    line = queries.list(scope=ALL).items[0]
     assert (line.account_status, line.active_accounts, line.can_extract) == ("2 accounts", 1, True)
 
 
@@ -115,21 +116,24 @@ def test_account_status_sorts_loading_then_error_then_by_count(engine, queries):
     accounts(engine, "two", "Main", "Brand")
     authorize(engine, "one")
     accounts(engine, "one", "Main")
-    ordered = [s.connection_id for s in queries.list(sort="account_status", descending=False).items]
+    ordered = [
+        s.connection_id
+        for s in queries.list(sort="account_status", descending=False, scope=ALL).items
+    ]
     assert ordered == ["loading", "failed", "none", "one", "two"]
 
 
 def test_new_credentials_become_main_and_old_ones_stay_secondary(engine, queries):
     authorize(engine, credential="old")
     authorize(engine, credential="new")
-    roles = [(c.credential_id, c.role) for c in queries.connection("c1").credentials]
+    roles = [(c.credential_id, c.role) for c in queries.connection("c1", scope=ALL).credentials]
     assert roles == [("new", "main"), ("old", "secondary")]
 
 
 def test_a_failed_first_authorization_shows_error_with_its_detail(engine, queries):
     engine.apply_event(event(E.AUTHORIZATION_STARTED, "c1"))
     engine.apply_event(event(E.AUTHORIZATION_FAILED, "c1", error="password expired"))
-    line = queries.list().items[0]
+    line = queries.list(scope=ALL).items[0]
     assert (line.credentials, line.credentials_error) == ("Error", "password expired")
 
 
@@ -138,7 +142,7 @@ def test_a_failed_reauthorization_keeps_working_credentials_and_says_so(engine, 
     engine.apply_event(event(E.AUTHORIZATION_STARTED, "c1", "s-2"))
     failed = event(E.AUTHORIZATION_FAILED, "c1", "s-2", error="password expired")
     engine.apply_event(failed)
-    line = queries.list().items[0]
+    line = queries.list(scope=ALL).items[0]
     assert (line.credentials, line.credentials_error) == ("Active", None)
     assert line.reauthorization_failed_at == failed.occurred_at
     assert line.reauthorization_error == "password expired"
@@ -147,36 +151,38 @@ def test_a_failed_reauthorization_keeps_working_credentials_and_says_so(engine, 
 def test_accounts_sync_failure_shows_error(engine, queries):
     authorize(engine)
     engine.apply_event(event(E.ACCOUNTS_SYNC_FAILED, "c1", error="API quota"))
-    assert queries.list().items[0].account_status == "Error"
-    history = queries.history("c1")
+    assert queries.list(scope=ALL).items[0].account_status == "Error"
+    history = queries.history("c1", scope=ALL)
     assert [h.event_type for h in history if h.kind == "activity"] == ["ACCOUNTS_SYNC_FAILED"]
 
 
 def test_search_sort_and_pages(engine, queries):
     for i, app in enumerate(["facebook_ads", "google_ads", "hubspot", "plaid"]):
         authorize(engine, f"c{i}", app=app)
-    assert [c.data_source for c in queries.list(search="_ADS").items] == [
+    assert [c.data_source for c in queries.list(search="_ADS", scope=ALL).items] == [
         "google_ads",
         "facebook_ads",
     ]
-    assert [c.data_source for c in queries.list(search="%").items] == []
-    ordered = queries.list(sort="data_source", descending=False, page=1, page_size=3)
+    assert [c.data_source for c in queries.list(search="%", scope=ALL).items] == []
+    ordered = queries.list(sort="data_source", descending=False, page=1, page_size=3, scope=ALL)
     assert [c.data_source for c in ordered.items] == ["facebook_ads", "google_ads", "hubspot"]
     assert ordered.total == 4
     assert [
         c.data_source
-        for c in queries.list(sort="data_source", descending=False, page=2, page_size=3).items
+        for c in queries.list(
+            sort="data_source", descending=False, page=2, page_size=3, scope=ALL
+        ).items
     ] == ["plaid"]
     with pytest.raises(ValueError, match="cannot sort by 'status'"):
-        queries.list(sort="status")
+        queries.list(sort="status", scope=ALL)
 
 
 def test_sync_is_refused_until_an_account_is_connected(engine, commands, db_engine):
     authorize(engine)
     with pytest.raises(CommandRefused, match="no account is connected"):
-        commands.issue("c1", CommandType.SYNC_AND_REFRESH, "alice")
+        commands.issue("c1", CommandType.SYNC_AND_REFRESH, "alice", scope=ALL)
     accounts(engine, "c1", "Main")
-    issued = commands.issue("c1", CommandType.SYNC_AND_REFRESH, "alice")
+    issued = commands.issue("c1", CommandType.SYNC_AND_REFRESH, "alice", scope=ALL)
     assert issued.command is CommandType.SYNC_AND_REFRESH and issued.app == "facebook_ads"
     with db_engine.connect() as connection:
         assert connection.execute(sa.text("SELECT command, requested_by FROM commands")).all() == [
@@ -187,9 +193,12 @@ def test_sync_is_refused_until_an_account_is_connected(engine, commands, db_engi
 def test_reconnect_is_always_allowed(engine, commands):
     authorize(engine)
     engine.apply_event(event(E.DEAUTHORIZED, "c1"))
-    assert commands.issue("c1", CommandType.RECONNECT, "alice").command is CommandType.RECONNECT
+    assert (
+        commands.issue("c1", CommandType.RECONNECT, "alice", scope=ALL).command
+        is CommandType.RECONNECT
+    )
     with pytest.raises(CommandRefused, match="credentials are not valid"):
-        commands.issue("c1", CommandType.SYNC_ACCOUNTS, "alice")
+        commands.issue("c1", CommandType.SYNC_ACCOUNTS, "alice", scope=ALL)
 
 
 def test_delete_closes_the_connection_for_good_and_keeps_its_history(
@@ -198,17 +207,17 @@ def test_delete_closes_the_connection_for_good_and_keeps_its_history(
     authorize(engine)
     parked = event(E.LOADING_COMPLETED, "c1")
     assert engine.apply_event(parked) is Outcome.PARKED
-    deleted = commands.issue("c1", CommandType.DELETE, "alice")
-    assert queries.list().total == 0 and queries.connection("c1") is None
-    history = queries.history("c1")
+    deleted = commands.issue("c1", CommandType.DELETE, "alice", scope=ALL)
+    assert queries.list(scope=ALL).total == 0 and queries.connection("c1", scope=ALL) is None
+    history = queries.history("c1", scope=ALL)
     assert [(h.event_type, h.to_status, h.event_id) for h in history[2:]] == [
         ("CONNECTION_DELETED", Status.DISCONNECTED, str(deleted.command_id))
     ]
     with pytest.raises(ConnectionNotFound):
-        commands.issue("c1", CommandType.RECONNECT, "alice")
+        commands.issue("c1", CommandType.RECONNECT, "alice", scope=ALL)
     assert engine.apply_event(event(E.DEAUTHORIZED, "c1")) is Outcome.REFUSED
     assert engine.apply_event(event(E.AUTHORIZATION_STARTED, "c1", "s-2")) is Outcome.REFUSED
-    assert len(queries.history("c1")) == 3
+    assert len(queries.history("c1", scope=ALL)) == 3
     with db_engine.connect() as connection:
         reasons = connection.execute(
             sa.text("SELECT event_type, reason FROM dead_letters ORDER BY id")
@@ -223,9 +232,9 @@ def test_delete_closes_the_connection_for_good_and_keeps_its_history(
 def test_sync_frequency_is_validated(engine, commands, queries):
     authorize(engine)
     with pytest.raises(CommandRefused, match="15 to 10080 minutes"):
-        commands.issue("c1", CommandType.SET_SYNC_FREQUENCY, "alice", 5)
-    commands.issue("c1", CommandType.SET_SYNC_FREQUENCY, "alice", 60)
-    assert queries.list().items[0].sync_frequency_minutes == 60
+        commands.issue("c1", CommandType.SET_SYNC_FREQUENCY, "alice", 5, scope=ALL)
+    commands.issue("c1", CommandType.SET_SYNC_FREQUENCY, "alice", 60, scope=ALL)
+    assert queries.list(scope=ALL).items[0].sync_frequency_minutes == 60
 
 
 def test_sessions_summarize_start_end_final_status_and_errors(engine, queries):
@@ -233,15 +242,15 @@ def test_sessions_summarize_start_end_final_status_and_errors(engine, queries):
     engine.apply_batch([Inbound(e) for e in session])  # recorded in one instant
     engine.apply_event(event(E.LOADING_STARTED, "c1", "s-2"))
     engine.apply_event(event(E.LOADING_FAILED, "c1", "s-2", error="timeout"))
-    newest, oldest = queries.sessions("c1")
+    newest, oldest = queries.sessions("c1", scope=ALL)
     assert (oldest.session_id, oldest.final_status, oldest.errors) == ("s-1", 19, 0)
     assert (oldest.started_at, oldest.ended_at) == (session[0].occurred_at, session[-1].occurred_at)
     assert oldest.duration_s == (session[-1].occurred_at - session[0].occurred_at).total_seconds()
     assert oldest.duration_s > 10
     assert (newest.session_id, newest.final_status, newest.errors) == ("s-2", 11, 1)
-    detail = queries.session("c1", "s-2")
+    detail = queries.session("c1", "s-2", scope=ALL)
     assert [e.error for e in detail.entries] == [None, "timeout"]
-    assert queries.session("c1", "nope") is None
+    assert queries.session("c1", "nope", scope=ALL) is None
 
 
 def test_two_schedulers_issue_each_due_sync_once(engine, commands, db_engine):
@@ -289,7 +298,7 @@ def test_a_running_sync_refuses_another_unless_forced_and_the_scheduler_waits(
         accounts(engine, cid, "Main")
     engine.apply_event(event(E.LOADING_STARTED, "running"))
     with pytest.raises(CommandRefused, match="a sync is in progress \\(Loading\\)"):
-        commands.issue("running", CommandType.SYNC_AND_REFRESH, "alice")
+        commands.issue("running", CommandType.SYNC_AND_REFRESH, "alice", scope=ALL)
     due = datetime.now(UTC) + timedelta(minutes=1)
     assert commands.schedule_due(due, timedelta(days=1), 10) == 3  # idle's sync, both accounts
     with db_engine.connect() as connection:
@@ -297,7 +306,7 @@ def test_a_running_sync_refuses_another_unless_forced_and_the_scheduler_waits(
             sa.text("SELECT connection_id FROM commands WHERE command = 'SYNC_AND_REFRESH'")
         ).scalars()
         assert list(synced) == ["idle"]
-    forced = commands.issue("running", CommandType.SYNC_AND_REFRESH, "alice", force=True)
+    forced = commands.issue("running", CommandType.SYNC_AND_REFRESH, "alice", force=True, scope=ALL)
     assert forced.command is CommandType.SYNC_AND_REFRESH
 
 
@@ -305,7 +314,7 @@ def test_a_manual_sync_pushes_the_scheduled_one_back_by_the_frequency(engine, co
     authorize(engine)
     accounts(engine, "c1", "Main")
     assert next_sync_at(db_engine) is None
-    issued = commands.issue("c1", CommandType.SYNC_AND_REFRESH, "alice")
+    issued = commands.issue("c1", CommandType.SYNC_AND_REFRESH, "alice", scope=ALL)
     assert next_sync_at(db_engine) == issued.requested_at + timedelta(minutes=24 * 60)
     assert commands.schedule_due(issued.requested_at, timedelta(days=1), 10) == 1  # accounts
 
@@ -315,10 +324,12 @@ def test_search_finds_the_data_source_as_people_write_it_and_the_business_accoun
     queries = ConnectionQueries(db_engine, {"hubspot": "HubSpot CRM"})
     for i, app in enumerate(["facebook_ads", "hubspot", "plaid"]):
         authorize(engine, f"c{i}", app=app)
-    named = queries.list(search="facebook ads").items
+    named = queries.list(search="facebook ads", scope=ALL).items
     assert [(c.data_source, c.data_source_name) for c in named] == [
         ("facebook_ads", "Facebook Ads")
     ]
-    assert [c.data_source_name for c in queries.list(search="crm").items] == ["HubSpot CRM"]
-    assert queries.list(search="acme.example").total == 3
-    assert queries.list(search="nothing like it").total == 0
+    assert [c.data_source_name for c in queries.list(search="crm", scope=ALL).items] == [
+        "HubSpot CRM"
+    ]
+    assert queries.list(search="acme.example", scope=ALL).total == 3
+    assert queries.list(search="nothing like it", scope=ALL).total == 0

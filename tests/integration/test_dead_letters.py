@@ -23,6 +23,7 @@ from syncstatus.service.engine import StatusEngine
 from syncstatus.service.inbound import Inbound, Origin, RejectedMessage
 from syncstatus.settings import Settings
 from syncstatus.statemachine.events import EventType, SessionEvent
+from syncstatus.statemachine.workspaces import EVERY_WORKSPACE as ALL
 from syncstatus.store.uow import PostgresStore
 from tests.helpers.factories import T0, event
 
@@ -190,7 +191,7 @@ def test_the_dry_run_decides_with_the_machine_and_changes_nothing(
         {"code": 8, "name": "Deauthorized"},
     )
     assert counts(db_engine) == before
-    application.triage.redrive([1], "tests")
+    application.triage.redrive([1], "tests", scope=ALL)
     redriven = message(letters, AUTH_TOPIC, 40).redriven(1, "tests")
     application.engine.apply_batch([Inbound(letters, redriven)])
     assert dry_run(client, 1)["outcome"] == "duplicate"

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from syncstatus.schemas.messages import EventMessages
 from syncstatus.statemachine.events import EventType, Failure, FailureClass, SessionEvent
 from syncstatus.statemachine.runs import RunOutcome
+from syncstatus.statemachine.workspaces import EVERY_WORKSPACE as ALL
 from syncstatus.store.database import create_engine
 from syncstatus.store.queries import ConnectionQueries
 from tests.helpers.factories import event
@@ -124,7 +125,7 @@ def test_a_credentials_failure_through_kafka_reaches_the_record_the_view_and_the
         queries = ConnectionQueries(engine)
         for cid, events in stories.items():
             want = expected(events, frozenset())
-            line = queries.connection(cid).summary
+            line = queries.connection(cid, scope=ALL).summary
             assert line.credentials == ("Active" if want.credentials_valid else "Error"), cid
             assert (line.status_error, line.status_failure_class) == (
                 want.status_error,
@@ -142,10 +143,10 @@ def test_a_credentials_failure_through_kafka_reaches_the_record_the_view_and_the
                 want.source_sync.failed_at,
                 want.source_sync.error,
             ), cid
-        cred = queries.connection("cred").summary
+        cred = queries.connection("cred", scope=ALL).summary
         assert (cred.credentials, cred.credentials_error) == ("Error", "token revoked")
         assert cred.source_sync.state is RunOutcome.ERROR
         assert cred.reauthorization_failed_at is None
-        assert queries.connection("limited").summary.credentials_error is None
+        assert queries.connection("limited", scope=ALL).summary.credentials_error is None
     finally:
         engine.dispose()

@@ -9,6 +9,7 @@ from syncstatus.schemas.messages import StatusChangeMessages
 from syncstatus.service.engine import StatusEngine
 from syncstatus.statemachine.connection import Policy
 from syncstatus.statemachine.events import EventType, Failure, FailureClass
+from syncstatus.statemachine.workspaces import EVERY_WORKSPACE as ALL
 from syncstatus.store.outbox import OutboxStore
 from syncstatus.store.queries import ConnectionQueries
 from syncstatus.store.uow import PostgresStore
@@ -32,7 +33,7 @@ def test_the_failure_is_stored_published_and_read_by_the_view(db_engine):
         False,
         "invalid_grant",
     )
-    (line,) = ConnectionQueries(db_engine).list().items
+    (line,) = ConnectionQueries(db_engine).list(scope=ALL).items
     assert (line.credentials, line.credentials_error, line.can_extract) == (
         "Error",
         "token revoked",

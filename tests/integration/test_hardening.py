@@ -25,6 +25,7 @@ from syncstatus.service.engine import StatusEngine
 from syncstatus.settings import Settings
 from syncstatus.statemachine.connection import Policy, RefusalReason
 from syncstatus.statemachine.events import EventFamily, EventLimits, EventType
+from syncstatus.statemachine.workspaces import EVERY_WORKSPACE as ALL
 from syncstatus.store.database import create_engine
 from syncstatus.store.outbox import OutboxStore
 from syncstatus.store.queries import ConnectionQueries
@@ -61,7 +62,7 @@ def test_sessions_run_in_utc_so_extreme_timestamps_read_back(west_of_utc):
         assert connection.execute(sa.text("SHOW timezone")).scalar_one() == "UTC"
     engine = StatusEngine(PostgresStore(west_of_utc), Policy())
     engine.apply_event(event(EventType.AUTHORIZATION_STARTED, "year-one", at=YEAR_ONE))
-    (row,) = ConnectionQueries(west_of_utc).history("year-one")
+    (row,) = ConnectionQueries(west_of_utc).history("year-one", scope=ALL)
     assert row.occurred_at == YEAR_ONE
     with OutboxStore(west_of_utc).status_changes(10) as batch:
         assert [t.occurred_at for _, t in batch.items] == [YEAR_ONE]

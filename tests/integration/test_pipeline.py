@@ -17,6 +17,7 @@ from syncstatus.statemachine.commands import CommandType
 from syncstatus.statemachine.events import EventType, SessionEvent, Substage
 from syncstatus.statemachine.statuses import Status
 from syncstatus.statemachine.table import TRANSITIONS
+from syncstatus.statemachine.workspaces import EVERY_WORKSPACE as ALL
 from syncstatus.store.database import create_engine
 from syncstatus.store.uow import PostgresStore
 
@@ -175,7 +176,7 @@ def test_every_transition_of_the_table_reaches_the_status_topic(kafka, database_
         )
         for cid, plan in plans.items():
             if plan.event is E.CONNECTION_DELETED:
-                commands.issue(cid, CommandType.DELETE, "tests")
+                commands.issue(cid, CommandType.DELETE, "tests", scope=ALL)
             elif plan.event is not E.STAGE_TIMED_OUT:
                 at = start + timedelta(seconds=100)
                 sub = Substage.MONITORING if plan.event is E.PROCESSING_SUBSTAGE_COMPLETED else None

@@ -23,6 +23,7 @@ from syncstatus.service.inbound import REDRIVE_HEADER, REDRIVEN_BY_HEADER
 from syncstatus.statemachine.connection import Outcome
 from syncstatus.statemachine.events import EventType, SessionEvent
 from syncstatus.statemachine.statuses import Status
+from syncstatus.statemachine.workspaces import EVERY_WORKSPACE as ALL
 from syncstatus.store.dead_letters import DeadLetterFilter
 
 from .support import OutputReader, latest_status, publisher_for, running_service, settings_for
@@ -68,22 +69,26 @@ def test_a_dead_letter_redriven_when_the_connection_is_ready_applies_exactly_onc
             publisher.publish(e)
         publisher.flush()
         reader.wait_for(lambda seen: seen.dead_letters and latest_status(seen.changes["r1"]) == 26)
-        (letter,) = application.dead_letters.list(DeadLetterFilter(connection_id="r1")).items
+        (letter,) = application.dead_letters.list(
+            DeadLetterFilter(connection_id="r1"), scope=ALL
+        ).items
         assert (letter.reason, letter.event_id) == ("illegal_transition", deauthorized.event_id)
-        assert application.triage.dry_run(letter.id).outcome is Outcome.REFUSED
+        assert application.triage.dry_run(letter.id, scope=ALL).outcome is Outcome.REFUSED
 
         publisher.publish(auth(E.AUTHORIZATION_STARTED, "s2", 3))  # the one delivered late
         publisher.flush()
         reader.wait_for(lambda seen: latest_status(seen.changes["r1"]) == Status.AUTHORIZATION)
-        verdict = application.triage.dry_run(letter.id)
+        verdict = application.triage.dry_run(letter.id, scope=ALL)
         assert (verdict.outcome, verdict.to_status) == (Outcome.APPLIED, Status.DEAUTHORIZED)
 
-        assert application.triage.redrive([letter.id], "alice").requested == [letter.id]
+        assert application.triage.redrive([letter.id], "alice", scope=ALL).requested == [letter.id]
         reader.wait_for(lambda seen: latest_status(seen.changes["r1"]) == Status.DEAUTHORIZED)
-        assert application.triage.dry_run(letter.id).outcome is Outcome.DUPLICATE
-        application.triage.redrive([letter.id], "bob")
+        assert application.triage.dry_run(letter.id, scope=ALL).outcome is Outcome.DUPLICATE
+        application.triage.redrive([letter.id], "bob", scope=ALL)
         wait_until(
-            lambda: all(r.published_at for r in application.dead_letters.show(letter.id).redrives),
+            lambda: all(
+                r.published_at for r in application.dead_letters.show(letter.id, scope=ALL).redrives
+            ),
             "both redrives published",
         )
         publisher.publish(marker)  # after the second redrive on the same partition
@@ -101,7 +106,7 @@ def test_a_dead_letter_redriven_when_the_connection_is_ready_applies_exactly_onc
         dead_letters = connection.execute(sa.text("SELECT count(*) FROM dead_letters")).scalar()
     assert applied == [(Status.AUTHORIZATION, Status.DEAUTHORIZED)]
     assert dead_letters == 1, "the second redrive was a duplicate, not a new refusal"
-    shown = application.dead_letters.show(letter.id)
+    shown = application.dead_letters.show(letter.id, scope=ALL)
     assert (shown.summary.redriven_by, shown.summary.redrive_count) == ("bob", 2)
     assert [r.requested_by for r in shown.redrives] == ["alice", "bob"]
     republished = _redrives_on(settings, settings.topic_auth, letter.id)

@@ -12,6 +12,7 @@ from syncstatus.service.commands import CommandService
 from syncstatus.service.engine import StatusEngine
 from syncstatus.statemachine.commands import CommandType
 from syncstatus.statemachine.connection import Policy
+from syncstatus.statemachine.workspaces import EVERY_WORKSPACE as ALL
 from syncstatus.store.retention import RetentionStore
 from syncstatus.store.uow import PostgresStore
 from tests.helpers.factories import event
@@ -72,7 +73,7 @@ def test_the_schedulers_published_commands_are_pruned_and_peoples_commands_kept(
     engine.apply_event(event(E.AUTHORIZATION_STARTED, "c1"))
     engine.apply_event(event(E.AUTHORIZATION_SUCCEEDED, "c1"))
     commands = CommandService(PostgresStore(db_engine), Policy())
-    commands.issue("c1", CommandType.RECONNECT, "api")
+    commands.issue("c1", CommandType.RECONNECT, "api", scope=ALL)
     now = datetime.now(UTC)
     assert commands.schedule_due(now, timedelta(days=1), 10) == 1
     with db_engine.begin() as connection:

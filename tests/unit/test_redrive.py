@@ -32,6 +32,7 @@ from syncstatus.service.reports import BatchReport
 from syncstatus.statemachine.connection import Outcome, Policy
 from syncstatus.statemachine.events import EventFamily, EventType, SessionEvent
 from syncstatus.statemachine.statuses import Status
+from syncstatus.statemachine.workspaces import EVERY_WORKSPACE as ALL
 from syncstatus.store.outbox import DeadLetter
 from tests.helpers.factories import T0, event
 from tests.helpers.fake_store import FakeStore
@@ -103,7 +104,7 @@ def test_a_redrive_is_claimed_under_its_dead_letter_so_it_applies_once(
     deauthorized, origin = refused
     reauthorize(engine)
     assert engine.apply_event(deauthorized, origin) is Outcome.DUPLICATE, "same id, same claim"
-    triage.redrive([1], "alice")
+    triage.redrive([1], "alice", scope=ALL)
     redriven = Inbound(deauthorized, origin.redriven(1, "alice"))
     assert redriven.redrive_of == 1
     assert engine.apply_batch([redriven, redriven]).outcomes == [
@@ -119,7 +120,7 @@ def test_a_redrive_refused_again_is_a_new_dead_letter_that_can_be_redriven(
     engine, store, triage, refused
 ):
     deauthorized, origin = refused
-    triage.redrive([1], "alice")
+    triage.redrive([1], "alice", scope=ALL)
     first = Inbound(deauthorized, origin.redriven(1, "alice"))
     assert engine.apply_batch([first]).outcomes == [Outcome.REFUSED], "still Disconnected"
     second = store.dead_letters()[1]
@@ -129,7 +130,7 @@ def test_a_redrive_refused_again_is_a_new_dead_letter_that_can_be_redriven(
     assert ("trace", b"t-1") in second.origin.headers, "the producer's headers are kept"
     reauthorize(engine)
     assert engine.apply_batch([first]).outcomes == [Outcome.DUPLICATE], "1 was taken"
-    triage.redrive([2], "alice")
+    triage.redrive([2], "alice", scope=ALL)
     again = Inbound(deauthorized, second.origin.redriven(2, "alice"))
     assert engine.apply_batch([again]).outcomes == [Outcome.APPLIED]
     assert deauthorizations(store) == [(Status.AUTHORIZATION, Status.DEAUTHORIZED)]
@@ -146,7 +147,7 @@ def test_a_redrive_header_nobody_asked_for_buys_no_second_application(
     assert engine.apply_batch([forged]).outcomes == [Outcome.DUPLICATE], "not asked for"
     other = auth(E.AUTHORIZATION_SUCCEEDED, "s2", 6)
     assert engine.apply_event(other) is Outcome.APPLIED
-    triage.redrive([1], "alice")
+    triage.redrive([1], "alice", scope=ALL)
     wrong_event = Inbound(other, origin.redriven(1, "mallory"))
     assert engine.apply_batch([wrong_event]).outcomes == [Outcome.DUPLICATE], "not its event"
     assert redrive_claim(1) not in store.tables.processed
@@ -171,7 +172,7 @@ def test_the_redrive_headers_name_only_the_latest_redrive():
 
 
 def test_a_dry_run_says_what_a_redrive_would_do_and_keeps_nothing(engine, store, triage, refused):
-    verdict = triage.dry_run(1)
+    verdict = triage.dry_run(1, scope=ALL)
     assert (verdict.outcome, verdict.reason, verdict.from_status) == (
         Outcome.REFUSED,
         "illegal_transition",
@@ -179,7 +180,7 @@ def test_a_dry_run_says_what_a_redrive_would_do_and_keeps_nothing(engine, store,
     )
     reauthorize(engine)
     before = (set(store.tables.processed), list(store.history()), store.dead_letters())
-    verdict = triage.dry_run(1)
+    verdict = triage.dry_run(1, scope=ALL)
     assert (verdict.outcome, verdict.from_status, verdict.to_status) == (
         Outcome.APPLIED,
         Status.AUTHORIZATION,
@@ -187,17 +188,17 @@ def test_a_dry_run_says_what_a_redrive_would_do_and_keeps_nothing(engine, store,
     )
     assert (set(store.tables.processed), list(store.history()), store.dead_letters()) == before
     deauthorized, origin = refused
-    triage.redrive([1], "alice")
+    triage.redrive([1], "alice", scope=ALL)
     engine.apply_batch([Inbound(deauthorized, origin.redriven(1, "alice"))])
-    assert triage.dry_run(1).outcome is Outcome.DUPLICATE
+    assert triage.dry_run(1, scope=ALL).outcome is Outcome.DUPLICATE
     with pytest.raises(DeadLetterNotFound):
-        triage.dry_run(99)
+        triage.dry_run(99, scope=ALL)
 
 
 def test_a_dry_run_of_a_message_that_never_decoded_is_refused_again(engine, store, triage):
     garbage = Origin("t.auth", 0, 1, b"c1", b"\x00not avro")
     engine.apply_batch([], [MessageDecoder(MESSAGES, TOPICS)(garbage)])
-    verdict = triage.dry_run(1)
+    verdict = triage.dry_run(1, scope=ALL)
     assert (verdict.outcome, verdict.reason) == (Outcome.REFUSED, "undecodable")
 
 
@@ -205,7 +206,7 @@ def test_a_dry_run_of_an_early_event_says_it_would_park(engine, store, triage):
     early = event(E.LOADING_COMPLETED, "c2", "s1", at=at(9), producer="pipeline")
     letter = Origin("t.pipeline", 0, 1, b"c2", MESSAGES.encode(early))
     engine.apply_batch([], [MessageDecoder(MESSAGES, {})(letter)])  # wrong topic then
-    verdict = triage.dry_run(1)
+    verdict = triage.dry_run(1, scope=ALL)
     assert verdict.outcome is Outcome.PARKED and "60 s" in verdict.detail
 
 
@@ -220,7 +221,7 @@ def test_redrives_are_recorded_and_those_without_a_message_refused(engine, store
         "parked_too_long",
         "undecodable",
     ]
-    report = triage.redrive([1, 2, 1, 3], "alice")
+    report = triage.redrive([1, 2, 1, 3], "alice", scope=ALL)
     assert report.requested == [1]
     assert report.refused == {
         2: "it has no message: the service raised the event itself",
@@ -232,10 +233,10 @@ def test_redrives_are_recorded_and_those_without_a_message_refused(engine, store
     letter = store.dead_letters()[0]
     assert (letter.redriven_by, letter.redriven_at, letter.redrive_count) == ("alice", NOW, 1)
     with pytest.raises(DeadLetterNotFound):
-        triage.redrive([1, 42], "alice")
+        triage.redrive([1, 42], "alice", scope=ALL)
     assert len(store.redrives()) == 1, "nothing queued when one id names no dead letter"
     with pytest.raises(NotRedrivable):
-        triage.dry_run(2)
+        triage.dry_run(2, scope=ALL)
 
 
 def test_refusals_are_counted_per_producer_and_reason(engine, store, refused):

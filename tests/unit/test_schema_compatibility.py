@@ -55,6 +55,7 @@ def session_event(**overrides: Any) -> dict[str, Any]:
         "attributes": {},
         "accounts": None,
         "failure": None,
+        "workspace_id": None,
     } | overrides
 
 
@@ -352,11 +353,11 @@ def test_every_schema_is_released_unchanged_and_compatible_with_every_earlier_ve
     [
         (lambda s: s["fields"].pop(3), "StatusChanged changed without a new version"),
         (
-            lambda s: (s["fields"].pop(3), s.update(version=3)),
-            "StatusChanged v3 is not kept as StatusChanged.v3.avsc",
+            lambda s: (s["fields"].pop(3), s.update(version=4)),
+            "StatusChanged v4 is not kept as StatusChanged.v4.avsc",
         ),
         (
-            lambda s: (s["fields"].pop(3), s.update(version=3)),
+            lambda s: (s["fields"].pop(3), s.update(version=4)),
             "StatusChanged against StatusChanged.v1.avsc: forward",
         ),
     ],
@@ -392,3 +393,35 @@ def test_the_current_version_number_is_the_highest_released_one() -> None:
     for path in HISTORY:
         name, version = path.name.split(".")[:2]
         assert raw_schema(name)["version"] >= int(version.removeprefix("v"))
+
+
+@pytest.mark.parametrize(
+    ("name", "version", "default"),
+    [
+        ("SessionEvent", 5, None),
+        ("StatusChanged", 3, "default"),
+        ("ConnectionCommand", 2, "default"),
+    ],
+)
+def test_the_workspace_versions_add_workspace_id_with_a_default_both_ways(name, version, default):
+    """Released, current, and readable by and from every earlier version (the gate above);
+    here: the one field they add, and what each side reads when the other lacks it."""
+    current = raw_schema(name)
+    assert current["version"] == version
+    (field,) = [f for f in current["fields"] if f["name"] == "workspace_id"]
+    assert field["default"] == default
+    previous = json.loads((SCHEMA_DIR / "history" / f"{name}.v{version - 1}.avsc").read_text())
+    assert [f["name"] for f in current["fields"]] == [
+        *(f["name"] for f in previous["fields"]),
+        "workspace_id",
+    ]
+    check_compatible(previous, current)
+    old_record = sample_records(previous)[0]
+    read = SingleObjectCodec(current, writer_schemas=[previous]).decode(
+        SingleObjectCodec(previous).encode(old_record)
+    )
+    assert read == {**old_record, "workspace_id": default}
+    new_record = {**sample_records(current)[0], "workspace_id": "acme"}
+    assert SingleObjectCodec(previous, writer_schemas=[current]).decode(
+        SingleObjectCodec(current).encode(new_record)
+    ) == {k: v for k, v in new_record.items() if k != "workspace_id"}

@@ -61,9 +61,11 @@ def test_the_digest_is_the_hex_sha256_of_the_token():
 @pytest.mark.parametrize(
     ("bad", "says"),
     [
-        ("alice", "expected name:role:sha256hex, got 1 field"),
+        ("alice", "expected name:role:sha256hex\\[:workspace\\], got 1 field"),
         ("alice:admin", "got 2 field"),
-        (f"alice:admin:{token_digest('x')}:extra", "got 4 field"),
+        (f"alice:admin:{token_digest('x')}:acme:extra", "got 5 field"),
+        (f"alice:admin:{token_digest('x')}:", "the token's workspace, is an id"),
+        (f"alice:admin:{token_digest('x')}:ac\tme", "the token's workspace, is an id"),
         (f":admin:{token_digest('x')}", "a name is 1-64 letters"),
         (f"al ice!:admin:{token_digest('x')}".replace(" ", ""), "a name is 1-64 letters"),
         (f"{'a' * 65}:admin:{token_digest('x')}", "a name is 1-64 letters"),
@@ -80,6 +82,21 @@ def test_a_bad_entry_says_what_is_wrong_and_never_quotes_the_hash(bad, says):
     third = bad.split(":")[2] if bad.count(":") >= 2 else None
     if third:
         assert third not in str(raised.value)
+
+
+def test_a_fourth_field_scopes_the_token_to_one_workspace():
+    text = f"{entry('alice', 'admin', ALICE)}:acme, {entry('bob', 'read', BOB)}:Globex.EU-1"
+    alice, bob = parse_entries(text + f" {entry('ci', 'operate', CI)}", "x")[:2]
+    assert (alice.name, alice.role, alice.workspace) == ("alice", Role.ADMIN, "acme")
+    assert (bob.role, bob.workspace) == (Role.READ, "Globex.EU-1")
+    assert alice.digest == hashlib.sha256(ALICE.encode()).digest()
+    unscoped = parse_entry(entry("ci", "operate", CI), "x")
+    assert unscoped.workspace is None
+    assert legacy_token("legacy").workspace is None
+    table = TokenTable([alice, bob, unscoped])
+    assert table.identify(ALICE.encode()).workspace == "acme"
+    assert table.describe() == "alice:admin:acme, bob:read:Globex.EU-1, ci:operate"
+    assert "acme" in repr(alice) and token_digest(ALICE) not in repr(alice)
 
 
 def test_errors_name_the_entry_and_its_line():
@@ -193,12 +210,33 @@ def test_blank_token_settings_are_unset_as_compose_passes_them(monkeypatch):
         ({"api_tokens": entry("default", "read", ALICE), "api_token": "x"}, "named 'default'"),
         ({"api_tokens": entry("bob", "read", "x"), "api_token": "x"}, "same hash"),
         ({"api_tokens_file": "/no/such/file"}, "SYNCSTATUS_API_TOKENS_FILE /no/such/file cannot"),
+        ({"api_tokens": entry("bob", "read", "x") + ":a/b"}, "'bob': its workspace does not"),
+        ({"api_tokens": entry("bob", "read", "x") + ":.."}, "'bob': its workspace does not"),
+        (
+            {"api_tokens": entry("bob", "read", "x") + ":" + "w" * 9, "max_id_length": 8},
+            "'bob': its workspace does not match the id rule",
+        ),
+        (
+            {"api_tokens": entry("bob", "read", "x") + ":acme", "id_pattern": "[0-9]+"},
+            "'bob': its workspace does not match the id rule",
+        ),
     ],
 )
 def test_a_bad_token_setting_stops_the_start_with_a_clear_error(values, says):
     with pytest.raises(ValidationError, match=says) as raised:
         Settings(database_url="postgresql+psycopg://app:pgpass@db/s", **values)
     assert "mytoken" not in str(raised.value) and "pgpass" not in str(raised.value)
+
+
+def test_settings_keep_each_tokens_workspace(tmp_path):
+    file = tmp_path / "tokens"
+    file.write_text(f"{entry('ci', 'operate', CI)}:globex\n")
+    settings = Settings(api_tokens=f"{entry('alice', 'admin', ALICE)}:acme", api_tokens_file=file)
+    assert [(t.name, t.workspace) for t in settings.tokens] == [
+        ("alice", "acme"),
+        ("ci", "globex"),
+    ]
+    assert settings.redacted()["api_tokens"] == "alice:admin:acme (hashes masked)"
 
 
 def test_a_bad_line_of_the_tokens_file_is_named(tmp_path):

@@ -11,9 +11,19 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
-from syncstatus.api.dependencies import TOKEN_RESPONSES, id_path, reader
+from syncstatus.api.dependencies import TOKEN_RESPONSES, id_path, id_query, reader
 from syncstatus.api.guard import RequestGuard
-from syncstatus.api.routes import commands, connections, dead_letters, explain, history, statuses
+from syncstatus.api.routes import changes as change_feed
+from syncstatus.api.routes import (
+    commands,
+    connections,
+    dead_letters,
+    explain,
+    history,
+    statuses,
+    webhooks,
+    workspaces,
+)
 from syncstatus.bootstrap import Application
 
 STATIC = Path(__file__).with_name("static")
@@ -54,11 +64,16 @@ def create_app(application: Application) -> FastAPI:
     # `reader` states it per route too, and puts it in the OpenAPI spec. Commands check their
     # own roles (operate, admin).
     read = {"dependencies": [Depends(reader)], "responses": TOKEN_RESPONSES}
-    api.include_router(connections.build_router(Id), **read)
+    Workspace = id_query(settings, "Only the connections of this workspace.")
+    api.include_router(connections.build_router(Id, Workspace), **read)
+    api.include_router(workspaces.router, **read)
     api.include_router(history.build_router(Id), **read)
     api.include_router(explain.build_router(Id), **read)
     api.include_router(statuses.router, **read)
     api.include_router(commands.build_router(Id))
     api.include_router(dead_letters.router, **read)
+    feed_workspace = id_query(settings, "Only this workspace's records.")
+    api.include_router(change_feed.build_router(Id, feed_workspace), **read)
+    api.include_router(webhooks.build_router(Id))  # admin, route by route
     api.mount("/static", StaticFiles(directory=STATIC), name="static")
     return api

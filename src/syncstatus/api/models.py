@@ -51,6 +51,7 @@ class RunStateOut(BaseModel):
 
 class SummaryOut(BaseModel):
     connection_id: str
+    workspace_id: str = Field(description="The workspace the connection belongs to.")
     data_source: str
     data_source_name: str = Field(description="As people write it: SYNCSTATUS_APP_NAMES.")
     business_account: str | None
@@ -167,6 +168,7 @@ class StatusesOut(BaseModel):
 class CommandOut(BaseModel):
     command_id: str
     connection_id: str
+    workspace_id: str = Field(description="The connection's workspace.")
     command: str
     requested_by: str = Field(description="The name of the API token it came with, or scheduler.")
     requested_at: datetime
@@ -240,6 +242,7 @@ def command_out(command: IssuedCommand) -> CommandOut:
     return CommandOut(
         command_id=str(command.command_id),
         connection_id=command.connection_id,
+        workspace_id=command.workspace_id,
         command=command.command.value,
         requested_by=command.requested_by,
         requested_at=command.requested_at,

@@ -16,6 +16,7 @@ from syncstatus.settings import Settings
 from syncstatus.statemachine.events import EventFamily
 from syncstatus.statemachine.explain import Explanation
 from syncstatus.statemachine.statuses import Status
+from syncstatus.statemachine.workspaces import EVERY_WORKSPACE
 from syncstatus.store.database import create_engine, migrate
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
@@ -196,7 +197,7 @@ def history(connection_id: str) -> None:
     application = build(Settings())
     rows = [
         entry
-        for entry in application.connections.history(connection_id)
+        for entry in application.connections.history(connection_id, scope=EVERY_WORKSPACE)
         if entry.kind == "status_change"
     ]
     application.close()
@@ -229,7 +230,7 @@ def explain(connection_id: str) -> None:
 
     settings = Settings()
     application = build(settings)
-    explanation = application.explain.explain(connection_id)
+    explanation = application.explain.explain(connection_id, scope=EVERY_WORKSPACE)
     application.close()
     if explanation is None:
         typer.echo(f"no connection {connection_id}", err=True)

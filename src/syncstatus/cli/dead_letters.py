@@ -20,6 +20,7 @@ from syncstatus.service.dead_letters import DeadLetterNotFound, NotRedrivable, V
 from syncstatus.settings import Settings
 from syncstatus.statemachine.connection import Outcome
 from syncstatus.statemachine.statuses import Status
+from syncstatus.statemachine.workspaces import EVERY_WORKSPACE
 from syncstatus.store.dead_letters import SORTABLE, DeadLetterDetail, DeadLetterFilter
 
 app = typer.Typer(no_args_is_help=True, help="Dead letters: list, show and redrive them.")
@@ -84,7 +85,9 @@ def list_command(
     where = _filter(connection, app_, producer, reason, topic, since, until, redriven)
     application = build(Settings())
     try:
-        found = application.dead_letters.list(where, sort, not ascending, page, page_size)
+        found = application.dead_letters.list(
+            where, sort, not ascending, page, page_size, scope=EVERY_WORKSPACE
+        )
     except ValueError as error:
         raise typer.BadParameter(str(error)) from None
     finally:
@@ -115,7 +118,7 @@ def show(
 ) -> None:
     """One dead letter whole: origin, headers, the decoded event, the bytes as base64."""
     application = build(Settings())
-    found = application.dead_letters.show(dead_letter_id)
+    found = application.dead_letters.show(dead_letter_id, scope=EVERY_WORKSPACE)
     application.close()
     if found is None:
         typer.echo(f"no dead letter {dead_letter_id}", err=True)
@@ -198,7 +201,7 @@ def redrive(
         ids = (
             [dead_letter_id]
             if dead_letter_id is not None
-            else application.dead_letters.ids(where, limit)
+            else application.dead_letters.ids(where, limit, scope=EVERY_WORKSPACE)
         )
         failed = _dry_run(application, ids) if dry_run else _redrive(application, ids, by)
     except DeadLetterNotFound as missing:
@@ -213,7 +216,8 @@ def _dry_run(application: Application, ids: list[int]) -> bool:
     failed = False
     for dead_letter_id in ids:
         try:
-            typer.echo(verdict_text(application.triage.dry_run(dead_letter_id)))
+            verdict = application.triage.dry_run(dead_letter_id, scope=EVERY_WORKSPACE)
+            typer.echo(verdict_text(verdict))
         except NotRedrivable as why:
             typer.echo(f"#{dead_letter_id} cannot be redriven: {why}")
             failed = True
@@ -222,7 +226,7 @@ def _dry_run(application: Application, ids: list[int]) -> bool:
 
 def _redrive(application: Application, ids: list[int], by: str | None) -> bool:
     who = by or f"cli:{_user()}"
-    report = application.triage.redrive(ids, who)
+    report = application.triage.redrive(ids, who, scope=EVERY_WORKSPACE)
     for dead_letter_id in report.requested:
         typer.echo(f"#{dead_letter_id} queued for redrive by {who}")
     for dead_letter_id, why in report.refused.items():

@@ -40,6 +40,11 @@ def health_app(
     )
 
 
+GRACEFUL_SHUTDOWN_S = 5
+"""How long a stopping server lets responses in flight finish: the change stream
+(`GET /changes/stream`) never does, so it is cut then and its client resumes elsewhere."""
+
+
 def server_config(app, host: str, port: int, request_timeout_s: float) -> uvicorn.Config:  # noqa: ANN001
     """uvicorn with a deadline for each request to arrive whole (see api.guard)."""
     return uvicorn.Config(
@@ -50,6 +55,7 @@ def server_config(app, host: str, port: int, request_timeout_s: float) -> uvicor
         access_log=False,
         http=deadline_protocol(request_timeout_s),
         timeout_keep_alive=5,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
     )
 
 

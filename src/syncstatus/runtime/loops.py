@@ -75,17 +75,24 @@ def prune_retention(
     outbox_for: timedelta,
     event_ids_for: timedelta,
     clock: Callable[[], datetime] = utc_now,
+    webhook_log_for: timedelta | None = None,
 ) -> Callable[[], None]:
-    """Prune published outbox rows and old idempotency keys."""
+    """Prune published outbox rows, old idempotency keys and the webhook delivery log."""
 
     def prune() -> None:
-        pruned = store.prune(clock(), outbox_for, event_ids_for)
-        if pruned.outbox or pruned.event_ids or pruned.scheduled_commands:
+        pruned = store.prune(clock(), outbox_for, event_ids_for, webhook_log_for)
+        if (
+            pruned.outbox
+            or pruned.event_ids
+            or pruned.scheduled_commands
+            or (pruned.webhook_deliveries)
+        ):
             log.info(
                 "pruned",
                 outbox=pruned.outbox,
                 event_ids=pruned.event_ids,
                 scheduled_commands=pruned.scheduled_commands,
+                webhook_deliveries=pruned.webhook_deliveries,
             )
 
     return prune

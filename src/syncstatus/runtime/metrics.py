@@ -6,10 +6,12 @@ engine and the adapters stay free of metrics code.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from syncstatus.service.engine import BatchResult
 from syncstatus.service.reports import BatchReport
@@ -70,6 +72,35 @@ class Metrics:
         self.assigned_partitions = gauge(
             "syncstatus_consumer_assigned_partitions", "Input partitions assigned to this process"
         )
+        self.webhook_deliveries = counter(
+            "syncstatus_webhook_deliveries",
+            "Webhook delivery attempts, by subscription and outcome (delivered: a 2xx; "
+            "rejected: another status; timeout; unreachable)",
+            "subscription",
+            "outcome",
+        )
+        self.webhook_delivery_seconds = histogram(
+            "syncstatus_webhook_delivery_seconds",
+            "One webhook delivery attempt, from sending the request to its answer",
+        )
+        self.webhook_lag_seconds = histogram(
+            "syncstatus_webhook_lag_seconds",
+            "From the engine's decision (recorded_at) to the receiver's 2xx",
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600),
+        )
+
+    def record_webhook(
+        self, subscription: str, outcome: str, seconds: float, lag_s: float | None
+    ) -> None:
+        self.webhook_deliveries.labels(subscription, outcome).inc()
+        self.webhook_delivery_seconds.observe(seconds)
+        if lag_s is not None:
+            self.webhook_lag_seconds.observe(max(0.0, lag_s))
+
+    def watch_webhook_backlogs(self, read: Callable[[], Mapping[str, float]]) -> None:
+        """`syncstatus_webhook_backlog{subscription}`, read at scrape time (subscriptions come
+        and go, so the series are made per scrape)."""
+        self.registry.register(_Backlogs(read))
 
     def _kind(self, kind: type) -> Callable[..., Any]:
         """`kind` (Counter, Gauge, Histogram) in this registry, labels as arguments."""
@@ -113,3 +144,21 @@ class Metrics:
         self.record_result(result)
         for t in result.transitions:
             self.timeouts.labels(str(int(t.to_status))).inc()
+
+
+class _Backlogs(Collector):
+    def __init__(self, read: Callable[[], Mapping[str, float]]) -> None:
+        self._read = read
+
+    def describe(self) -> list[Any]:
+        return []  # read only when scraped: registering must not reach the database
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "syncstatus_webhook_backlog",
+            "Records a webhook subscription has still to deliver (capped)",
+            labels=["subscription"],
+        )
+        for subscription, count in self._read().items():
+            family.add_metric([subscription], count)
+        yield family

@@ -82,29 +82,34 @@ class StatusChangeMessages:
         )
 
     def encode(self, t: Transition) -> bytes:
-        return self.codec.encode(
-            {
-                "connection_id": t.connection_id,
-                "session_id": t.session_id,
-                "app": t.app,
-                "sequence": t.sequence,
-                "from_code": None if t.from_status is None else int(t.from_status),
-                "from_name": None if t.from_status is None else t.from_status.label,
-                "to_code": int(t.to_status),
-                "to_name": t.to_status.label,
-                "stage": t.to_status.stage.label,
-                "is_error": t.to_status.is_error,
-                "substage": t.substage.value if t.substage else None,
-                "cause_event_id": t.event_id,
-                "cause_event_type": t.event_type.value,
-                "error": t.error,
-                "occurred_at": t.occurred_at,
-                "recorded_at": t.recorded_at,
-                "failure_class": t.failure_class.value if t.failure_class else None,
-                "failure_retryable": t.failure.retryable if t.failure else None,
-                "failure_code": t.failure.code if t.failure else None,
-            }
-        )
+        return self.codec.encode(self.record(t))
+
+    @staticmethod
+    def record(t: Transition) -> dict[str, Any]:
+        """The StatusChanged record of a transition: what the status topic carries, and, as
+        JSON, what webhooks, the catch-up routes and the change stream serve."""
+        return {
+            "connection_id": t.connection_id,
+            "session_id": t.session_id,
+            "app": t.app,
+            "sequence": t.sequence,
+            "from_code": None if t.from_status is None else int(t.from_status),
+            "from_name": None if t.from_status is None else t.from_status.label,
+            "to_code": int(t.to_status),
+            "to_name": t.to_status.label,
+            "stage": t.to_status.stage.label,
+            "is_error": t.to_status.is_error,
+            "substage": t.substage.value if t.substage else None,
+            "cause_event_id": t.event_id,
+            "cause_event_type": t.event_type.value,
+            "error": t.error,
+            "occurred_at": t.occurred_at,
+            "recorded_at": t.recorded_at,
+            "failure_class": t.failure_class.value if t.failure_class else None,
+            "failure_retryable": t.failure.retryable if t.failure else None,
+            "failure_code": t.failure.code if t.failure else None,
+            "workspace_id": t.workspace_id,
+        }
 
     def decode(self, value: bytes) -> dict[str, Any]:
         return self.codec.decode(value)
@@ -128,6 +133,7 @@ class CommandMessages:
                 "requested_by": command.requested_by,
                 "requested_at": command.requested_at,
                 "parameters": dict(command.parameters),
+                "workspace_id": command.workspace_id,
             }
         )
 

@@ -11,17 +11,18 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from syncstatus.service.engine import record, utc_now
-from syncstatus.service.ports import CommandsStore, CommandsUnitOfWork
+from syncstatus.service.ports import CommandsStore, CommandsUnitOfWork, Due
 from syncstatus.statemachine.commands import CommandType, IssuedCommand, check
 from syncstatus.statemachine.connection import Connection
 from syncstatus.statemachine.policy import Policy
+from syncstatus.statemachine.workspaces import Scope
 
 SCHEDULER = "scheduler"
 """Who the scheduler's commands are requested by; retention prunes them once published."""
 
 
 class ConnectionNotFound(LookupError):
-    """No such connection, or it was deleted."""
+    """No such connection, it was deleted, or it is outside the caller's scope."""
 
 
 class CommandService:
@@ -37,9 +38,13 @@ class CommandService:
         requested_by: str,
         sync_frequency_minutes: int | None = None,
         force: bool = False,
+        *,
+        scope: Scope,
     ) -> IssuedCommand:
         """Check and record one command; CommandRefused if not allowed now. A Sync and
         Refresh pushes the scheduler's next sync of the connection back by its frequency.
+        A connection outside `scope` (None: every workspace) is ConnectionNotFound, exactly
+        as an unknown one, and nothing is written.
 
         The view row is locked, so two deletes (or a delete and a sync) cannot both pass. A
         Delete is the connection's last transition, so it first takes the connection's lock,
@@ -51,7 +56,7 @@ class CommandService:
                 if command is CommandType.DELETE
                 else None
             )
-            view = uow.commands.lock_view(connection_id)
+            view = uow.commands.lock_view(connection_id, scope)
             if view is None:
                 raise ConnectionNotFound(connection_id)
             check(view, command, sync_frequency_minutes, force)
@@ -62,7 +67,14 @@ class CommandService:
             )
             now = self.clock()
             issued = IssuedCommand(
-                uuid.uuid4(), connection_id, view.app, command, parameters, requested_by, now
+                uuid.uuid4(),
+                connection_id,
+                view.app,
+                command,
+                parameters,
+                requested_by,
+                now,
+                view.workspace_id,
             )
             if closing is not None:
                 self._close(uow, closing, issued)
@@ -87,14 +99,23 @@ class CommandService:
         many were asked for."""
         with self.store.unit_of_work() as uow:
             syncs = uow.commands.lock_due_syncs(now, limit)
-            for connection_id, app in syncs:
-                uow.commands.add(self._scheduled(connection_id, app, CommandType.SYNC_AND_REFRESH))
-                uow.commands.schedule_next_sync(connection_id, now)
+            for due in syncs:
+                uow.commands.add(self._scheduled(due, CommandType.SYNC_AND_REFRESH))
+                uow.commands.schedule_next_sync(due.connection_id, now)
             account_syncs = uow.commands.lock_due_account_syncs(now, limit)
-            for connection_id, app in account_syncs:
-                uow.commands.add(self._scheduled(connection_id, app, CommandType.SYNC_ACCOUNTS))
-                uow.commands.schedule_next_account_sync(connection_id, now + accounts_every)
+            for due in account_syncs:
+                uow.commands.add(self._scheduled(due, CommandType.SYNC_ACCOUNTS))
+                uow.commands.schedule_next_account_sync(due.connection_id, now + accounts_every)
         return len(syncs) + len(account_syncs)
 
-    def _scheduled(self, connection_id: str, app: str, command: CommandType) -> IssuedCommand:
-        return IssuedCommand(uuid.uuid4(), connection_id, app, command, {}, SCHEDULER, self.clock())
+    def _scheduled(self, due: Due, command: CommandType) -> IssuedCommand:
+        return IssuedCommand(
+            uuid.uuid4(),
+            due.connection_id,
+            due.app,
+            command,
+            {},
+            SCHEDULER,
+            self.clock(),
+            due.workspace_id,
+        )

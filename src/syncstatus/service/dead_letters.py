@@ -20,13 +20,14 @@ from syncstatus.service.ports import Store
 from syncstatus.statemachine.connection import Outcome
 from syncstatus.statemachine.events import SessionEvent
 from syncstatus.statemachine.statuses import Status
+from syncstatus.statemachine.workspaces import Scope
 
 DRY_RUN = "dry-run"
 """Who a dry run's message names as its redriver: it is never published."""
 
 
 class DeadLetterNotFound(LookupError):
-    """No dead letter has this id."""
+    """No dead letter has this id, or it is outside the caller's scope."""
 
 
 class NotRedrivable(Exception):
@@ -77,10 +78,11 @@ class DeadLetterTriage:
         self._input_topics = frozenset(input_topics)
         self._clock = clock
 
-    def dry_run(self, dead_letter_id: int) -> Verdict:
-        """Decide the redriven message on what is stored now and keep nothing."""
+    def dry_run(self, dead_letter_id: int, *, scope: Scope) -> Verdict:
+        """Decide the redriven message on what is stored now and keep nothing; a dead letter
+        outside `scope` (None: every workspace) is DeadLetterNotFound."""
         with self._store.unit_of_work() as uow:
-            messages = uow.dead_letters.messages([dead_letter_id])
+            messages = uow.dead_letters.messages([dead_letter_id], scope)
         if dead_letter_id not in messages:
             raise DeadLetterNotFound(dead_letter_id)
         origin = messages[dead_letter_id]
@@ -98,13 +100,13 @@ class DeadLetterTriage:
             return replace(verdict, detail=f"it would wait up to {window:g} s for its predecessors")
         return verdict
 
-    def redrive(self, dead_letter_ids: Sequence[int], by: str) -> RedriveReport:
+    def redrive(self, dead_letter_ids: Sequence[int], by: str, *, scope: Scope) -> RedriveReport:
         """Queue a redrive of each dead letter that can be redriven, recording `by` and now;
-        DeadLetterNotFound (and nothing queued) if one of the ids names none. Redriving one
-        again is allowed and harmless: its claim key was taken the first time."""
+        DeadLetterNotFound (and nothing queued) if one of the ids names none in `scope`.
+        Redriving one again is allowed and harmless: its claim key was taken the first time."""
         ids = list(dict.fromkeys(dead_letter_ids))
         with self._store.unit_of_work() as uow:
-            messages = uow.dead_letters.messages(ids)
+            messages = uow.dead_letters.messages(ids, scope)
             if missing := [i for i in ids if i not in messages]:
                 raise DeadLetterNotFound(missing[0])
             refused = {i: why for i in ids if (why := self._why_not(messages[i]))}

@@ -12,12 +12,13 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from syncstatus.service.inbound import Origin, RejectedMessage
 from syncstatus.statemachine.commands import IssuedCommand
 from syncstatus.statemachine.connection import Connection, Policy, Refusal
 from syncstatus.statemachine.view import ConnectionView
+from syncstatus.statemachine.workspaces import Scope
 
 
 class ConcurrentUpdate(Exception):
@@ -80,9 +81,10 @@ class DeadLetters(Protocol):
         """Refused events (with the message each came in, when known) and rejected messages."""
         ...
 
-    def messages(self, dead_letter_ids: Sequence[int]) -> dict[int, Origin | None]:
+    def messages(self, dead_letter_ids: Sequence[int], scope: Scope) -> dict[int, Origin | None]:
         """The message each dead letter named came in (None: one the service raised itself);
-        ids of no dead letter are left out."""
+        ids of no dead letter are left out, and so are those outside `scope` (a dead letter is
+        in a workspace when its connection is; one of no stored connection is in none)."""
         ...
 
     def redriven(self, dead_letter_ids: Sequence[int]) -> dict[int, uuid.UUID | None]:
@@ -110,12 +112,20 @@ class Store(Protocol):
         ...
 
 
+class Due(NamedTuple):
+    """A connection the scheduler asks a command of."""
+
+    connection_id: str
+    app: str
+    workspace_id: str
+
+
 class Commands(Protocol):
     """Commands and the view columns that schedule them."""
 
-    def lock_view(self, connection_id: str) -> ConnectionView | None:
+    def lock_view(self, connection_id: str, scope: Scope) -> ConnectionView | None:
         """The connection's view, locked until the unit of work ends; None if there is no
-        such connection or it was deleted."""
+        such connection, it was deleted, or it is outside `scope`."""
         ...
 
     def add(self, command: IssuedCommand) -> None: ...
@@ -124,13 +134,13 @@ class Commands(Protocol):
         """The next sync comes `minutes` after the last one (or now)."""
         ...
 
-    def lock_due_syncs(self, now: datetime, limit: int) -> list[tuple[str, str]]:
-        """(connection id, app) of connections that can extract, are due a sync and run
-        none now, locked; those another writer holds are skipped."""
+    def lock_due_syncs(self, now: datetime, limit: int) -> list[Due]:
+        """Connections that can extract, are due a sync and run none now, locked; those
+        another writer holds are skipped."""
         ...
 
-    def lock_due_account_syncs(self, now: datetime, limit: int) -> list[tuple[str, str]]:
-        """(connection id, app) of connections whose accounts can be listed and are due."""
+    def lock_due_account_syncs(self, now: datetime, limit: int) -> list[Due]:
+        """Connections whose accounts can be listed and are due."""
         ...
 
     def schedule_next_sync(self, connection_id: str, now: datetime) -> None:

@@ -8,6 +8,7 @@ from datetime import datetime
 from enum import Enum
 
 from syncstatus.statemachine.view import ConnectionView
+from syncstatus.statemachine.workspaces import DEFAULT_WORKSPACE
 
 MIN_SYNC_FREQUENCY_MINUTES = 15
 MAX_SYNC_FREQUENCY_MINUTES = 7 * 24 * 60
@@ -30,6 +31,8 @@ class IssuedCommand:
     parameters: dict[str, str]
     requested_by: str
     requested_at: datetime
+    workspace_id: str = DEFAULT_WORKSPACE
+    """The connection's workspace, carried on the commands topic (ConnectionCommand v2)."""
 
 
 class CommandRefused(Exception):

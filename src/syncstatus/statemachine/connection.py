@@ -32,6 +32,7 @@ from syncstatus.statemachine.records import (
 )
 from syncstatus.statemachine.statuses import Stage, Status
 from syncstatus.statemachine.table import TRANSITIONS
+from syncstatus.statemachine.workspaces import DEFAULT_WORKSPACE
 
 TIMEOUT_PRODUCER = "syncstatus.sweeper"
 DELETE_PRODUCER = "syncstatus.commands"
@@ -67,10 +68,12 @@ class Connection:
     `version` is the sequence number of its last transition (0 before the first); the store
     writes a connection only if its stored version is still the one it loaded. `left_sessions`
     holds the sessions it has left that the events at hand name (the store loads no others).
+    `workspace_id` is None until its first event is applied, then fixed for good.
     """
 
     connection_id: str
     app: str | None = None
+    workspace_id: str | None = None
     status: Status | None = None
     version: int = 0
     session_id: str | None = None
@@ -166,6 +169,7 @@ class Connection:
             occurred_at=now,
             producer=producer,
             error=error,
+            workspace_id=self.workspace_id,
         )
 
     def _decide(self, event: SessionEvent, policy: Policy) -> _Decision:
@@ -173,6 +177,12 @@ class Connection:
         refuse it and why. The checks run from the most final to the least."""
         if self.deleted_at is not None:
             return _refuse(RefusalReason.CONNECTION_DELETED, "the connection was deleted")
+        if self._names_another_workspace(event):
+            return _refuse(
+                RefusalReason.WORKSPACE_MISMATCH,
+                f"the event names workspace {event.workspace_id}; the connection belongs to "
+                f"{self.workspace_id}",
+            )
         placement = self._place(event, policy)
         if placement is _Placement.LEFT:
             return _refuse(
@@ -206,6 +216,17 @@ class Connection:
         return _refuse(
             RefusalReason.ILLEGAL_TRANSITION,
             f"{event.type.value} is not allowed from {self._status_text()}",
+        )
+
+    def _names_another_workspace(self, event: SessionEvent) -> bool:
+        """Before any other rule, and before the event may touch what the connection remembers
+        of its sessions. A new connection has no workspace yet, so its early events wait; they
+        are checked when released, against the workspace its first applied event fixed. An
+        event that names no workspace is never a mismatch."""
+        return (
+            self.workspace_id is not None
+            and event.workspace_id is not None
+            and event.workspace_id != self.workspace_id
         )
 
     def _place(self, event: SessionEvent, policy: Policy) -> _Placement:
@@ -256,6 +277,8 @@ class Connection:
         )
 
     def _apply(self, event: SessionEvent, decision: _Decision, now: datetime) -> None:
+        if self.workspace_id is None:
+            self.workspace_id = event.workspace_id or DEFAULT_WORKSPACE
         if decision.opens:
             self._open_session(event)
         self._mark(event)
@@ -280,6 +303,7 @@ class Connection:
                 substage=event.substage,
                 attributes=event.attributes,
                 failure=event.failure,
+                workspace_id=self.workspace_id,
             )
         )
         if event.type is EventType.PROCESSING_STARTED:

@@ -179,11 +179,16 @@ class SessionEvent:
     attributes: Mapping[str, str] = field(default_factory=dict)
     accounts: tuple[Account, ...] | None = None
     failure: Failure | None = None
+    workspace_id: str | None = None
+    """The workspace the producer says the connection belongs to (v5); None: it did not say,
+    and the event is taken as the connection's own (statemachine/workspaces.py)."""
 
     def __post_init__(self) -> None:
         for name in ("connection_id", "session_id", "app", "producer"):
             if not getattr(self, name):
                 raise InvalidEvent(f"{name} is empty")
+        if self.workspace_id is not None and not self.workspace_id:
+            raise InvalidEvent("workspace_id is empty")
         if self.occurred_at.tzinfo is None:
             raise InvalidEvent("occurred_at has no time zone")
         if self.type is EventType.PROCESSING_SUBSTAGE_COMPLETED and self.substage is None:
@@ -216,12 +221,14 @@ class SessionEvent:
                 for a in self.accounts
             ],
             "failure": None if self.failure is None else self.failure.to_record(),
+            "workspace_id": self.workspace_id,
         }
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> SessionEvent:
         """The inverse of `to_record`; ids and times may come as text (stored JSON), and
-        accounts as `[id, name, status]` lists (rows stored before 0.2)."""
+        accounts as `[id, name, status]` lists (rows stored before 0.2); a record without
+        `workspace_id` (stored or written before v5) names no workspace."""
         accounts, failure = record.get("accounts"), record.get("failure")
         return cls(
             event_id=_as_uuid(record["event_id"]),
@@ -236,6 +243,7 @@ class SessionEvent:
             attributes=record["attributes"],
             accounts=None if accounts is None else tuple(_as_account(a) for a in accounts),
             failure=None if failure is None else Failure.from_record(failure),
+            workspace_id=record.get("workspace_id"),
         )
 
 
@@ -252,8 +260,9 @@ def _as_account(value: Mapping[str, str] | Sequence[str]) -> Account:
 
 
 DEFAULT_ID_PATTERN = r"(?!\.\.?$)[^\x00-\x1f\x7f/\\]+"
-"""Connection, session, app and producer ids: no control characters, no slash or backslash,
-not `.` or `..`, so every id the consumer takes is one URL path segment the API can serve."""
+"""Connection, session, app, producer and workspace ids: no control characters, no slash or
+backslash, not `.` or `..`, so every id the consumer takes is one URL path segment the API can
+serve."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,6 +285,10 @@ class EventLimits:
             self._text(name, getattr(event, name), self.max_id_length)
             if not self.id_pattern.fullmatch(getattr(event, name)):
                 self._refuse(f"{name} {getattr(event, name)[:80]!r} does not match the id rule")
+        if event.workspace_id is not None:
+            self._text("workspace_id", event.workspace_id, self.max_id_length)
+            if not self.id_pattern.fullmatch(event.workspace_id):
+                self._refuse(f"workspace_id {event.workspace_id[:80]!r} does not match the id rule")
         self._text("error", event.error or "", self.max_text_length)
         if event.failure is not None:
             self._text("failure code", event.failure.code or "", self.max_id_length)

@@ -18,6 +18,7 @@ from syncstatus.statemachine.events import (
     failure_class_of,
 )
 from syncstatus.statemachine.statuses import Status
+from syncstatus.statemachine.workspaces import DEFAULT_WORKSPACE
 
 
 class RefusalReason(Enum):
@@ -33,6 +34,7 @@ class RefusalReason(Enum):
     CONNECTION_DELETED = "connection_deleted"
     PARKED_TOO_LONG = "parked_too_long"
     UNPROCESSABLE = "unprocessable"
+    WORKSPACE_MISMATCH = "workspace_mismatch"
 
 
 class Outcome(Enum):
@@ -61,6 +63,8 @@ class Transition:
     substage: Substage | None
     attributes: Mapping[str, str] = field(default_factory=dict)
     failure: Failure | None = None
+    workspace_id: str = DEFAULT_WORKSPACE
+    """The connection's workspace (whatever the event named: a mismatch is never applied)."""
 
     @property
     def failure_class(self) -> FailureClass | None:

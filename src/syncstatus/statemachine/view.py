@@ -16,6 +16,7 @@ from syncstatus.statemachine.credentials import credentials_after, is_reauthoriz
 from syncstatus.statemachine.events import EventType
 from syncstatus.statemachine.runs import Part, RunState
 from syncstatus.statemachine.statuses import Status
+from syncstatus.statemachine.workspaces import DEFAULT_WORKSPACE
 
 DEFAULT_SYNC_FREQUENCY_MINUTES = 1440
 
@@ -115,6 +116,7 @@ class ConnectionView:
     status_failure_class: str | None = None
     source_sync: RunState = field(default_factory=RunState)
     data_refresh: RunState = field(default_factory=RunState)
+    workspace_id: str = DEFAULT_WORKSPACE
     accounts: dict[str, AccountRow] = field(default_factory=dict)
     credentials: list[CredentialRow] = field(default_factory=list)
     accounts_changed: bool = False
@@ -229,7 +231,13 @@ def project(
     decided (None: still unseen), so the view never depends on how events were batched."""
     first = next((a for a in applied if isinstance(a, Transition)), None)
     if view is None and first is not None:
-        view = ConnectionView(first.connection_id, first.app, first.to_status, first.recorded_at)
+        view = ConnectionView(
+            first.connection_id,
+            first.app,
+            first.to_status,
+            first.recorded_at,
+            workspace_id=first.workspace_id,
+        )
     if view is None:
         return None
     for fact in applied:

@@ -8,8 +8,10 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
+from syncstatus.service.ports import Due
 from syncstatus.statemachine.commands import IssuedCommand
 from syncstatus.statemachine.view import ConnectionView
+from syncstatus.statemachine.workspaces import Scope
 from syncstatus.store.views import PostgresViews
 
 
@@ -19,11 +21,13 @@ class PostgresCommands:
     def __init__(self, raw: Any) -> None:
         self._raw = raw
 
-    def lock_view(self, connection_id: str) -> ConnectionView | None:
+    def lock_view(self, connection_id: str, scope: Scope) -> ConnectionView | None:
+        """Outside `scope` is the same None as no such connection: a command of another
+        workspace's connection is a 404 like an unknown one, so ids do not leak."""
         locked = self._raw.execute(
             "SELECT 1 FROM connection_view WHERE connection_id = %s AND deleted_at IS NULL "
-            "FOR UPDATE",
-            (connection_id,),
+            "AND (%s::text IS NULL OR workspace_id = %s::text) FOR UPDATE",
+            (connection_id, scope, scope),
         ).fetchone()
         return (
             None
@@ -34,7 +38,7 @@ class PostgresCommands:
     def add(self, command: IssuedCommand) -> None:
         self._raw.execute(
             "INSERT INTO commands (command_id, connection_id, command, parameters, requested_by, "
-            "requested_at) VALUES (%s, %s, %s, %s, %s, %s)",
+            "requested_at, workspace_id) VALUES (%s, %s, %s, %s, %s, %s, %s)",
             (
                 command.command_id,
                 command.connection_id,
@@ -42,6 +46,7 @@ class PostgresCommands:
                 Jsonb(dict(command.parameters)),
                 command.requested_by,
                 command.requested_at,
+                command.workspace_id,
             ),
         )
 
@@ -53,10 +58,10 @@ class PostgresCommands:
             (minutes, minutes, connection_id),
         )
 
-    def lock_due_syncs(self, now: datetime, limit: int) -> list[tuple[str, str]]:
+    def lock_due_syncs(self, now: datetime, limit: int) -> list[Due]:
         return self._lock_due("can_extract AND NOT sync_in_progress", "next_sync_at", now, limit)
 
-    def lock_due_account_syncs(self, now: datetime, limit: int) -> list[tuple[str, str]]:
+    def lock_due_account_syncs(self, now: datetime, limit: int) -> list[Due]:
         return self._lock_due("can_sync_accounts", "next_accounts_sync_at", now, limit)
 
     def schedule_next_sync(self, connection_id: str, now: datetime) -> None:
@@ -72,12 +77,12 @@ class PostgresCommands:
             (at, connection_id),
         )
 
-    def _lock_due(self, rule: str, due_at: str, now: datetime, limit: int) -> list[tuple[str, str]]:
+    def _lock_due(self, rule: str, due_at: str, now: datetime, limit: int) -> list[Due]:
         """`rule` reads columns the projection writes from the domain's rules of those names."""
         rows = self._raw.execute(
-            f"SELECT connection_id, app FROM connection_view WHERE {rule} "
+            f"SELECT connection_id, app, workspace_id FROM connection_view WHERE {rule} "
             f"AND ({due_at} IS NULL OR {due_at} <= %s) "
             f"ORDER BY {due_at} NULLS FIRST LIMIT %s FOR UPDATE SKIP LOCKED",
             (now, limit),
         ).fetchall()
-        return [(connection_id, app) for connection_id, app in rows]
+        return [Due(*row) for row in rows]

@@ -32,16 +32,16 @@ from syncstatus.store.rows import (
 _UNNEST_CONNECTIONS = (
     "unnest(%b::text[], %b::text[], %b::smallint[], %b::int[], %b::text[], %b::timestamptz[], "
     "%b::text[], %b::timestamptz[], %b::text[], %b::smallint[], %b::boolean[], "
-    "%b::timestamptz[], %b::int[]) AS v(connection_id, app, status, version, "
+    "%b::timestamptz[], %b::text[], %b::int[]) AS v(connection_id, app, status, version, "
     "session_id, session_opened_at, session_opened_by, status_changed_at, substages, "
-    "timed_out_from, holds_credentials, deleted_at, expected)"
+    "timed_out_from, holds_credentials, deleted_at, workspace_id, expected)"
 )
 """Binary parameters: psycopg escapes every element of a text-format array with a regular
 expression, ten times the cost of the whole statement on the server."""
 _CONNECTION_VALUES = (
     "connection_id, app, status, version, session_id, session_opened_at, session_opened_by, "
     "status_changed_at, string_to_array(substages, ','), timed_out_from, holds_credentials, "
-    "deleted_at, %b::jsonb -> connection_id"
+    "deleted_at, %b::jsonb -> connection_id, workspace_id"
 )
 _ACTIVITY_COLUMNS = (
     "connection_id, session_id, event_id, event_type, occurred_at, recorded_at, error, detail"

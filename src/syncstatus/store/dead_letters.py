@@ -1,5 +1,11 @@
 """Dead letters in PostgreSQL: the repository the engine and triage write through, and the
-read side people triage with (list, show, the original bytes, the producers' scorecard)."""
+read side people triage with (list, show, the original bytes, the producers' scorecard).
+
+What people read and redrive is confined to a scope (statemachine/workspaces.py): a dead letter
+is in its connection's workspace, and one whose connection was never stored (a message that
+never decoded, an early event of a connection never opened) is in none, so only an unscoped
+reader sees it.
+"""
 
 from __future__ import annotations
 
@@ -14,8 +20,10 @@ import sqlalchemy as sa
 
 from syncstatus.service.inbound import Headers, Origin, RejectedMessage
 from syncstatus.statemachine.connection import Refusal
+from syncstatus.statemachine.workspaces import Scope
 from syncstatus.store.errors import translated
 from syncstatus.store.rows import event_json, origin_json
+from syncstatus.store.scopes import connection_in
 
 
 class PostgresDeadLetters:
@@ -65,9 +73,12 @@ class PostgresDeadLetters:
                 rows,
             )
 
-    def messages(self, dead_letter_ids: Sequence[int]) -> dict[int, Origin | None]:
+    def messages(self, dead_letter_ids: Sequence[int], scope: Scope) -> dict[int, Origin | None]:
         rows = self._raw.execute(
-            "SELECT id, origin FROM dead_letters WHERE id = ANY(%s)", (list(dead_letter_ids),)
+            "SELECT d.id, d.origin FROM dead_letters d WHERE d.id = ANY(%s) AND (%s::text IS NULL "
+            "OR EXISTS (SELECT 1 FROM connections c WHERE c.connection_id = d.connection_id "
+            "AND c.workspace_id = %s::text))",
+            (list(dead_letter_ids), scope, scope),
         ).fetchall()
         return {i: None if origin is None else Origin.from_json(origin) for i, origin in rows}
 
@@ -121,9 +132,9 @@ class DeadLetterFilter:
     until: datetime | None = None
     redriven: bool | None = None
 
-    def where(self) -> tuple[str, dict[str, Any]]:
-        """The WHERE clause over `dead_letters d` and its parameters: values are always bound,
-        never spliced into the SQL."""
+    def where(self, scope: Scope) -> tuple[str, dict[str, Any]]:
+        """The WHERE clause over `dead_letters d` and its parameters, confined to `scope`:
+        values are always bound, never spliced into the SQL."""
         equal = {
             "d.connection_id": self.connection_id,
             "d.app": self.app,
@@ -144,7 +155,9 @@ class DeadLetterFilter:
             params["until"] = self.until
         if self.redriven is not None:
             clauses.append(f"d.redriven_at IS {'NOT ' if self.redriven else ''}NULL")
-        return ("WHERE " + " AND ".join(clauses)) if clauses else "", params
+        confined, scoped = connection_in("d.connection_id", scope)
+        params.update(scoped)
+        return "WHERE " + " AND ".join(["true", *clauses]) + confined, params
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,12 +241,14 @@ class DeadLetterQueries:
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
 
-    def original(self, dead_letter_id: int) -> bytes | None:
-        """The refused message's value as it came in (None: no such dead letter, or one the
-        service raised itself and so has no message)."""
+    def original(self, dead_letter_id: int, *, scope: Scope) -> bytes | None:
+        """The refused message's value as it came in (None: no such dead letter in `scope`, or
+        one the service raised itself and so has no message)."""
+        confined, params = connection_in("d.connection_id", scope)
         with translated(), self.engine.connect() as connection:
             origin = connection.execute(
-                sa.text("SELECT origin FROM dead_letters WHERE id = :id"), {"id": dead_letter_id}
+                sa.text(f"SELECT d.origin FROM dead_letters d WHERE d.id = :id{confined}"),
+                {"id": dead_letter_id, **params},
             ).scalar()
         return None if origin is None else Origin.from_json(origin).value
 
@@ -244,10 +259,12 @@ class DeadLetterQueries:
         descending: bool = True,
         page: int = 1,
         page_size: int = 50,
+        *,
+        scope: Scope,
     ) -> DeadLetterPage:
         if sort not in SORTABLE:
             raise ValueError(f"cannot sort by {sort!r}; one of {', '.join(SORTABLE)}")
-        clause, params = (where or DeadLetterFilter()).where()
+        clause, params = (where or DeadLetterFilter()).where(scope)
         direction = "DESC" if descending else "ASC"
         order = f"{SORTABLE[sort]} {direction} NULLS LAST, d.id {direction}"
         with translated(), self.engine.connect() as connection:
@@ -263,9 +280,10 @@ class DeadLetterQueries:
             ).all()
         return DeadLetterPage([DeadLetterSummary(*r) for r in rows], total, page, page_size)
 
-    def ids(self, where: DeadLetterFilter, limit: int) -> list[int]:
-        """The oldest `limit` dead letters that match, in the order they were refused."""
-        clause, params = where.where()
+    def ids(self, where: DeadLetterFilter, limit: int, *, scope: Scope) -> list[int]:
+        """The oldest `limit` dead letters in `scope` that match, in the order they were
+        refused."""
+        clause, params = where.where(scope)
         with translated(), self.engine.connect() as connection:
             return list(
                 connection.execute(
@@ -274,13 +292,15 @@ class DeadLetterQueries:
                 ).scalars()
             )
 
-    def show(self, dead_letter_id: int) -> DeadLetterDetail | None:
+    def show(self, dead_letter_id: int, *, scope: Scope) -> DeadLetterDetail | None:
+        confined, params = connection_in("d.connection_id", scope)
         with translated(), self.engine.connect() as connection:
             row = connection.execute(
                 sa.text(
-                    f"SELECT {_SUMMARY}, d.event, d.origin FROM dead_letters d WHERE d.id = :id"
+                    f"SELECT {_SUMMARY}, d.event, d.origin FROM dead_letters d "
+                    f"WHERE d.id = :id{confined}"
                 ),
-                {"id": dead_letter_id},
+                {"id": dead_letter_id, **params},
             ).first()
             if row is None:
                 return None
@@ -300,16 +320,23 @@ class DeadLetterQueries:
         )
 
     def scorecard(
-        self, since: datetime, until: datetime, bucket: str = "hour", producer: str | None = None
+        self,
+        since: datetime,
+        until: datetime,
+        bucket: str = "hour",
+        producer: str | None = None,
+        *,
+        scope: Scope,
     ) -> Scorecard:
-        """Refusals per producer and reason refused in [since, until), and per bucket (UTC)."""
+        """Refusals in `scope` per producer and reason refused in [since, until), and per
+        bucket (UTC)."""
         if bucket not in BUCKETS:
             raise ValueError(f"no bucket {bucket!r}; one of {', '.join(BUCKETS)}")
         if until <= since:
             raise ValueError("until must come after since")
         if (until - since) / BUCKETS[bucket] > MAX_BUCKETS:
             raise ValueError(f"at most {MAX_BUCKETS} buckets of a {bucket}; narrow the range")
-        clause, params = DeadLetterFilter(producer=producer, since=since, until=until).where()
+        clause, params = DeadLetterFilter(producer=producer, since=since, until=until).where(scope)
         start = f"date_trunc('{bucket}', d.refused_at, 'UTC')"
         with translated(), self.engine.connect() as connection:
             rows = connection.execute(

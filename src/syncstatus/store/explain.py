@@ -13,6 +13,7 @@ from syncstatus.statemachine.connection import Connection, ParkedEvent
 from syncstatus.statemachine.events import EventType
 from syncstatus.statemachine.explain import Explanation, RefusalLine, explain
 from syncstatus.statemachine.policy import Policy
+from syncstatus.statemachine.workspaces import Scope
 from syncstatus.store.errors import translated
 from syncstatus.store.rows import CONNECTION_COLUMNS, connection_from_row, event_from_json
 from syncstatus.store.views import PostgresViews
@@ -35,13 +36,15 @@ class ExplainQueries:
         self.policy = policy
         self.clock = clock
 
-    def explain(self, connection_id: str) -> Explanation | None:
-        """None when no event of the connection was ever applied."""
+    def explain(self, connection_id: str, *, scope: Scope) -> Explanation | None:
+        """None when no event of the connection was ever applied, or it is outside `scope`
+        (None: every workspace)."""
         with translated(), self.engine.connect() as connection:
             raw = connection.connection.driver_connection
             row = raw.execute(
-                f"SELECT {CONNECTION_COLUMNS} FROM connections WHERE connection_id = %s",
-                (connection_id,),
+                f"SELECT {CONNECTION_COLUMNS} FROM connections WHERE connection_id = %s "
+                "AND (%s::text IS NULL OR workspace_id = %s::text)",
+                (connection_id, scope, scope),
             ).fetchone()
             if row is None:
                 return None

@@ -54,7 +54,8 @@ COMMANDS = Relayed(
     4242103,
     "requested_at",
     "SELECT c.id, c.command_id, c.connection_id, v.app, c.command, c.parameters, "
-    "c.requested_by, c.requested_at FROM commands c JOIN connection_view v USING (connection_id) "
+    "c.requested_by, c.requested_at, c.workspace_id FROM commands c "
+    "JOIN connection_view v USING (connection_id) "
     "WHERE c.published_at IS NULL ORDER BY c.id LIMIT %s",
 )
 REDRIVES = Relayed(
@@ -168,7 +169,14 @@ def _dead_letter(row: Sequence[Any]) -> DeadLetter:
 
 
 def _command(row: Sequence[Any]) -> IssuedCommand:
-    _, command_id, connection_id, app, command, parameters, requested_by, requested_at = row
+    _, command_id, connection_id, app, command, parameters, requested_by, requested_at = row[:8]
     return IssuedCommand(
-        command_id, connection_id, app, CommandType(command), parameters, requested_by, requested_at
+        command_id,
+        connection_id,
+        app,
+        CommandType(command),
+        parameters,
+        requested_by,
+        requested_at,
+        workspace_id=row[8],
     )

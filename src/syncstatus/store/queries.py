@@ -1,4 +1,9 @@
-"""Read-side queries for people: the CLI and the API read through here, never the hot path."""
+"""Read-side queries for people: the CLI and the API read through here, never the hot path.
+
+Every query takes the reader's `scope` (statemachine/workspaces.py) as a required keyword: the
+workspace it is confined to, or None for every workspace. A connection outside the scope reads
+exactly as one that does not exist.
+"""
 
 from __future__ import annotations
 
@@ -19,8 +24,10 @@ from syncstatus.statemachine.view import (
     credentials_label,
     data_source_name,
 )
+from syncstatus.statemachine.workspaces import Scope
 from syncstatus.store.rows import RUN_STATE_FIELDS, run_state_from_row
 from syncstatus.store.schema import RUN_PARTS
+from syncstatus.store.scopes import connection_in, workspace_is
 
 SORTABLE = {
     "data_source": "v.app",
@@ -66,6 +73,7 @@ class ConnectionSummary:
     accounts_error: str | None
     source_sync: RunState
     data_refresh: RunState
+    workspace_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +136,15 @@ class CommandLine:
     parameters: dict[str, str]
     requested_by: str
     requested_at: datetime
+    workspace_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class WorkspaceLine:
+    """A workspace a reader may see, and how many connections it lists (deleted ones aside)."""
+
+    workspace_id: str
+    connections: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +170,7 @@ _SUMMARY = (
     "v.created_at, v.last_authorized_at, v.last_synced_at, v.reauthorization_failed_at, "
     "v.reauthorization_error, v.sync_frequency_minutes, v.status_error, v.accounts_error, "
     + ", ".join(f"v.{part}_{name}" for part in RUN_PARTS for name in RUN_STATE_FIELDS)
-    + ", v.status_failure_class FROM connection_view v"
+    + ", v.status_failure_class, v.workspace_id FROM connection_view v"
 )
 
 
@@ -204,6 +221,7 @@ def _summary(row: sa.Row, app_names: Mapping[str, str]) -> ConnectionSummary:
         source_sync=run_state_from_row(row[18:23]),
         data_refresh=run_state_from_row(row[23:28]),
         status_failure_class=row[28],
+        workspace_id=row[29],
     )
 
 
@@ -221,13 +239,21 @@ class ConnectionQueries:
         descending: bool = True,
         page: int = 1,
         page_size: int = 50,
+        workspace: str | None = None,
+        *,
+        scope: Scope,
     ) -> Page:
         """Listed (not deleted) connections, searched case-insensitively by data source (its
-        id or its display name, as people write it) and by business account."""
+        id or its display name, as people write it) and by business account, of `workspace`
+        when one is named; within `scope` either way (a workspace outside it lists nothing)."""
         if sort not in SORTABLE:
             raise ValueError(f"cannot sort by {sort!r}; one of {', '.join(SORTABLE)}")
-        where = "WHERE v.deleted_at IS NULL"
-        params: dict[str, object] = {"limit": page_size, "offset": (page - 1) * page_size}
+        confined, params = workspace_is("v.workspace_id", scope)
+        where = "WHERE v.deleted_at IS NULL" + confined
+        params.update(limit=page_size, offset=(page - 1) * page_size)
+        if workspace is not None:
+            where += " AND v.workspace_id = :workspace"
+            params["workspace"] = workspace
         if search:
             where += (
                 " AND (v.app ILIKE :search ESCAPE '\\' OR v.business_account ILIKE :search "
@@ -257,11 +283,31 @@ class ConnectionQueries:
     def name_of(self, app: str) -> str:
         return data_source_name(app, self.app_names)
 
-    def connection(self, connection_id: str) -> ConnectionDetail | None:
+    def workspaces(self, *, scope: Scope) -> list[WorkspaceLine]:
+        """The workspaces of stored connections within `scope`, by id, each with how many
+        connections it lists; a scoped reader always sees its own, if empty with 0."""
+        confined, params = workspace_is("workspace_id", scope)
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                sa.text(
+                    "SELECT workspace_id, count(*) FILTER (WHERE deleted_at IS NULL) "
+                    f"FROM connection_view WHERE true{confined} GROUP BY 1 ORDER BY 1"
+                ),
+                params,
+            ).all()
+        found = [WorkspaceLine(*row) for row in rows]
+        if scope is not None and not found:
+            found = [WorkspaceLine(scope, 0)]
+        return found
+
+    def connection(self, connection_id: str, *, scope: Scope) -> ConnectionDetail | None:
+        confined, params = workspace_is("v.workspace_id", scope)
         with self.engine.connect() as connection:
             row = connection.execute(
-                sa.text(f"{_SUMMARY} WHERE v.connection_id = :c AND v.deleted_at IS NULL"),
-                {"c": connection_id},
+                sa.text(
+                    f"{_SUMMARY} WHERE v.connection_id = :c AND v.deleted_at IS NULL{confined}"
+                ),
+                {"c": connection_id, **params},
             ).first()
             if row is None:
                 return None
@@ -288,10 +334,14 @@ class ConnectionQueries:
             ],
         )
 
-    def history(self, connection_id: str, session_id: str | None = None) -> list[HistoryEntry]:
+    def history(
+        self, connection_id: str, session_id: str | None = None, *, scope: Scope
+    ) -> list[HistoryEntry]:
         """Status changes and activities, oldest first (kept for audit after a delete); the
         change a Delete made names who issued it."""
         session = " AND session_id = :s" if session_id else ""
+        changes, params = workspace_is("h.workspace_id", scope)
+        activities, _ = connection_in("a.connection_id", scope)
         with self.engine.connect() as connection:
             rows = connection.execute(
                 sa.text(
@@ -300,47 +350,53 @@ class ConnectionQueries:
                     "substage, c.requested_by, recorded_at, sequence AS tiebreak "
                     "FROM status_history h LEFT JOIN commands c ON c.command_id = h.event_id "
                     "AND c.connection_id = h.connection_id AND c.command = :delete "
-                    f"WHERE h.connection_id = :c{session} "
+                    f"WHERE h.connection_id = :c{session}{changes} "
                     "UNION ALL SELECT 'activity', session_id, event_type, "
                     "CAST(event_id AS text), occurred_at, recorded_at, NULL, NULL, NULL, error, "
-                    "detail, NULL, recorded_at, id FROM connection_activity WHERE "
-                    f"connection_id = :c{session} ORDER BY 13, 1 DESC, 14"
+                    "detail, NULL, recorded_at, id FROM connection_activity a WHERE "
+                    f"a.connection_id = :c{session}{activities} ORDER BY 13, 1 DESC, 14"
                 ),
-                {"c": connection_id, "s": session_id, "delete": CommandType.DELETE.value},
+                {
+                    "c": connection_id,
+                    "s": session_id,
+                    "delete": CommandType.DELETE.value,
+                    **params,
+                },
             ).all()
         return [HistoryEntry(*row[:12]) for row in rows]
 
-    def commands(self, connection_id: str) -> list[CommandLine]:
+    def commands(self, connection_id: str, *, scope: Scope) -> list[CommandLine]:
         """The commands people issued on the connection, oldest first, with the name of the
         token each came with (the scheduler's are left out: retention prunes them)."""
+        confined, params = workspace_is("workspace_id", scope)
         with self.engine.connect() as connection:
             rows = connection.execute(
                 sa.text(
                     "SELECT CAST(command_id AS text), connection_id, command, parameters, "
-                    "requested_by, requested_at FROM commands "
-                    "WHERE connection_id = :c AND requested_by <> :scheduler ORDER BY id"
+                    "requested_by, requested_at, workspace_id FROM commands "
+                    f"WHERE connection_id = :c AND requested_by <> :scheduler{confined} "
+                    "ORDER BY id"
                 ),
-                {"c": connection_id, "scheduler": SCHEDULER},
+                {"c": connection_id, "scheduler": SCHEDULER, **params},
             ).all()
         return [CommandLine(*row) for row in rows]
 
-    def sessions(self, connection_id: str) -> list[SessionSummary]:
+    def sessions(self, connection_id: str, *, scope: Scope) -> list[SessionSummary]:
         """Each data-sharing session (one with status changes; account syncs are activities in
         the history): its start, end, final status, duration and errors, newest first."""
-        return [self._session(entries) for entries in self._by_session(connection_id).values()][
-            ::-1
-        ]
+        grouped = self._by_session(connection_id, scope)
+        return [self._session(entries) for entries in grouped.values()][::-1]
 
-    def session(self, connection_id: str, session_id: str) -> SessionDetail | None:
-        entries = self.history(connection_id, session_id)
+    def session(self, connection_id: str, session_id: str, *, scope: Scope) -> SessionDetail | None:
+        entries = self.history(connection_id, session_id, scope=scope)
         changes = [e for e in entries if e.kind == "status_change"]
         if not changes:
             return None
         return SessionDetail(self._session(entries), entries)
 
-    def _by_session(self, connection_id: str) -> dict[str, list[HistoryEntry]]:
+    def _by_session(self, connection_id: str, scope: Scope) -> dict[str, list[HistoryEntry]]:
         grouped: dict[str, list[HistoryEntry]] = {}
-        for entry in self.history(connection_id):
+        for entry in self.history(connection_id, scope=scope):
             if entry.kind == "status_change":
                 grouped.setdefault(entry.session_id, []).append(entry)
         return grouped

@@ -1,5 +1,6 @@
-"""Retention: the outbox, the idempotency keys and the scheduler's own published commands are
-pruned; history, dead letters and the commands people issued are the audit trail and stay."""
+"""Retention: the outbox, the idempotency keys, the scheduler's own published commands and the
+webhook delivery log are pruned; history, dead letters and the commands people issued are the
+audit trail and stay (so the change feed's catch-up reaches back to every first record)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ class Pruned:
     outbox: int
     event_ids: int
     scheduled_commands: int
+    webhook_deliveries: int = 0
 
 
 class RetentionStore:
@@ -24,8 +26,20 @@ class RetentionStore:
         self.engine = engine
         self.chunk = chunk
 
-    def prune(self, now: datetime, outbox_for: timedelta, event_ids_for: timedelta) -> Pruned:
+    def prune(
+        self,
+        now: datetime,
+        outbox_for: timedelta,
+        event_ids_for: timedelta,
+        webhook_log_for: timedelta | None = None,
+    ) -> Pruned:
         """Delete in chunks, so a large backlog never holds long locks."""
+        if webhook_log_for is not None:
+            self._delete_until_done(
+                "DELETE FROM webhook_redeliveries WHERE id IN (SELECT id FROM "
+                "webhook_redeliveries WHERE done_at < :cutoff LIMIT :chunk)",
+                now - webhook_log_for,
+            )
         return Pruned(
             outbox=self._delete_until_done(
                 "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox "
@@ -41,6 +55,13 @@ class RetentionStore:
                 "DELETE FROM commands WHERE id IN (SELECT id FROM commands "
                 f"WHERE requested_by = '{SCHEDULER}' AND published_at < :cutoff LIMIT :chunk)",
                 now - outbox_for,
+            ),
+            webhook_deliveries=0
+            if webhook_log_for is None
+            else self._delete_until_done(
+                "DELETE FROM webhook_deliveries WHERE id IN (SELECT id FROM webhook_deliveries "
+                "WHERE attempted_at < :cutoff LIMIT :chunk)",
+                now - webhook_log_for,
             ),
         )
 

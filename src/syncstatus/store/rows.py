@@ -43,6 +43,7 @@ HISTORY_COLUMNS = (
     "failure_class",
     "failure_retryable",
     "failure_code",
+    "workspace_id",
 )
 """status_history as a Transition holds it, in this order wherever it is written or read."""
 
@@ -65,12 +66,14 @@ def history_row(t: Transition) -> tuple[Any, ...]:
         t.failure.failure_class.value if t.failure else None,
         t.failure.retryable if t.failure else None,
         t.failure.code if t.failure else None,
+        t.workspace_id,
     )
 
 
 def transition_from_row(row: Sequence[Any]) -> Transition:
     (cid, sequence, sid, app, from_status, to_status, event_id, event_type, producer) = row[:9]
     occurred_at, recorded_at, error, substage, failure_class, retryable, code = row[9:16]
+    workspace_id = row[16]
     return Transition(
         connection_id=cid,
         sequence=sequence,
@@ -88,6 +91,7 @@ def transition_from_row(row: Sequence[Any]) -> Transition:
         failure=None
         if failure_class is None
         else Failure(FailureClass(failure_class), retryable, code),
+        workspace_id=workspace_id,
     )
 
 
@@ -113,16 +117,17 @@ def origin_json(origin: Origin | None) -> Jsonb | None:
 CONNECTION_COLUMNS = (
     "connection_id, app, status, version, session_id, session_opened_at, session_opened_by, "
     "status_changed_at, completed_substages, timed_out_from, holds_credentials, deleted_at, "
-    "producer_marks"
+    "producer_marks, workspace_id"
 )
 
 
 def connection_from_row(row: Sequence[Any]) -> Connection:
     (cid, app, status, version, session_id, opened_at, opened_by, changed_at) = row[:8]
-    substages, timed_out_from, holds_credentials, deleted_at, marks = row[8:13]
+    substages, timed_out_from, holds_credentials, deleted_at, marks, workspace_id = row[8:14]
     return Connection(
         connection_id=cid,
         app=app,
+        workspace_id=workspace_id,
         status=Status(status),
         version=version,
         loaded_version=version,
@@ -139,7 +144,8 @@ def connection_from_row(row: Sequence[Any]) -> Connection:
 
 
 def connection_columns(connections: Sequence[Connection]) -> tuple[list[Any], ...]:
-    """Column arrays of the connections, in CONNECTION_COLUMNS order (marks aside)."""
+    """Column arrays of the connections, in CONNECTION_COLUMNS order (marks aside, the
+    workspace last)."""
     return (
         [c.connection_id for c in connections],
         [c.app for c in connections],
@@ -153,6 +159,7 @@ def connection_columns(connections: Sequence[Connection]) -> tuple[list[Any], ..
         [None if c.timed_out_from is None else int(c.timed_out_from) for c in connections],
         [c.holds_credentials for c in connections],
         [c.deleted_at for c in connections],
+        [c.workspace_id for c in connections],
     )
 
 
@@ -209,6 +216,7 @@ VIEW_PROJECTED = (
     "status_error",
     *(f"{part}_{name}" for part in schema.RUN_PARTS for name in RUN_STATE_FIELDS),
     "status_failure_class",
+    "workspace_id",
 )
 """The connection_view columns the projection owns; scheduling columns belong to commands.
 can_extract, can_sync_accounts and sync_in_progress are the domain's rules, stored so the
@@ -250,6 +258,7 @@ def view_row(v: ConnectionView) -> tuple[Any, ...]:
         *run_state_row(v.source_sync),
         *run_state_row(v.data_refresh),
         v.status_failure_class,
+        v.workspace_id,
     )
 
 
@@ -275,7 +284,7 @@ def view_from_row(row: Sequence[Any]) -> ConnectionView:
     credentials_valid, credentials_error, accounts_state, accounts_error = row[6:10]
     authorized_at, synced_at, reauth_failed_at, reauth_error, deleted_at = row[12:17]
     status_error, source_sync, data_refresh = row[20], row[21:26], row[26:31]
-    status_failure_class = row[31]
+    status_failure_class, workspace_id = row[31:33]
     return ConnectionView(
         connection_id=cid,
         app=app,
@@ -296,6 +305,7 @@ def view_from_row(row: Sequence[Any]) -> ConnectionView:
         source_sync=run_state_from_row(source_sync),
         data_refresh=run_state_from_row(data_refresh),
         status_failure_class=status_failure_class,
+        workspace_id=workspace_id,
     )
 
 

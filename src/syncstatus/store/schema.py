@@ -8,6 +8,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Identity,
     Index,
@@ -27,6 +28,20 @@ metadata = MetaData()
 
 RUN_PARTS = ("source_sync", "data_refresh")
 """The parts of a session a connection card shows a status of, as column prefixes."""
+
+
+def workspace_column() -> Column:
+    """The workspace a connection belongs to, on its rows and on its records (migration 0012);
+    rows stored before workspaces are in `default`."""
+    return Column("workspace_id", Text, nullable=False, server_default=text("'default'"))
+
+
+FEED_XID_DEFAULT = (
+    "greatest(pg_current_xact_id()::text::bigint, "
+    "pg_snapshot_xmax(pg_current_snapshot())::text::bigint - 1)"
+)
+"""status_history.feed_xid: the greater of the row's transaction id and the newest one
+completed when it was written (store/changes.py says why)."""
 
 connections = Table(
     "connections",
@@ -52,6 +67,7 @@ connections = Table(
         comment="[producer, of status changes, occurred_at, event type, substage] of the "
         "latest applied event of each producer",
     ),
+    workspace_column(),
     Index("connections_status_since", "status", "status_changed_at"),
 )
 
@@ -85,8 +101,19 @@ status_history = Table(
     Column("failure_class", Text),
     Column("failure_retryable", Boolean),
     Column("failure_code", Text),
+    workspace_column(),
+    Column(
+        "feed_xid",
+        BigInteger,
+        nullable=False,
+        server_default=text(FEED_XID_DEFAULT),
+        comment="position in commit order, with feed_id (store/changes.py)",
+    ),
+    Column("feed_id", BigInteger, Identity(), nullable=False),
     PrimaryKeyConstraint("connection_id", "sequence"),
     Index("status_history_session", "connection_id", "session_id"),
+    Index("status_history_feed", "feed_xid", "feed_id"),
+    Index("status_history_workspace_feed", "workspace_id", "feed_xid", "feed_id"),
 )
 
 outbox = Table(
@@ -197,8 +224,15 @@ connection_view = Table(
         )
     ),
     Column("status_failure_class", Text),
+    workspace_column(),
     Index("connection_view_app", "app"),
     Index("connection_view_listed", "created_at", postgresql_where=text("deleted_at IS NULL")),
+    Index(
+        "connection_view_workspace",
+        "workspace_id",
+        "created_at",
+        postgresql_where=text("deleted_at IS NULL"),
+    ),
 )
 
 accounts = Table(
@@ -248,6 +282,7 @@ commands = Table(
     Column("requested_by", Text, nullable=False),
     Column("requested_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("published_at", DateTime(timezone=True)),
+    workspace_column(),
     Index("commands_unpublished", "id", postgresql_where=text("published_at IS NULL")),
     Index("commands_connection", "connection_id", "id"),
     Index(
@@ -255,4 +290,89 @@ commands = Table(
         "published_at",
         postgresql_where=text("requested_by = 'scheduler'"),
     ),
+)
+
+webhook_subscriptions = Table(
+    "webhook_subscriptions",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("url", Text, nullable=False),
+    Column("description", Text),
+    Column("workspace_id", Text, comment="only this workspace's records; null: all"),
+    Column("apps", ARRAY(Text), comment="only these apps' records; null: all"),
+    Column("statuses", ARRAY(SmallInteger), comment="only records to these statuses"),
+    Column("errors_only", Boolean, nullable=False, server_default=text("false")),
+    Column("secret", Text, nullable=False, comment="whsec_..., signs every delivery"),
+    Column("state", Text, nullable=False, server_default=text("'active'")),
+    Column("paused_at", DateTime(timezone=True)),
+    Column("pause_reason", Text),
+    Column("created_by", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+webhook_positions = Table(
+    "webhook_positions",
+    metadata,
+    Column(
+        "subscription_id",
+        Uuid,
+        ForeignKey("webhook_subscriptions.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("feed_xid", BigInteger, nullable=False),
+    Column("feed_id", BigInteger, nullable=False),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("failing_since", DateTime(timezone=True)),
+    Column("retry_at", DateTime(timezone=True)),
+    Column("delivered_at", DateTime(timezone=True)),
+)
+
+webhook_redeliveries = Table(
+    "webhook_redeliveries",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column(
+        "subscription_id",
+        Uuid,
+        ForeignKey("webhook_subscriptions.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("connection_id", Text),
+    Column("next_sequence", Integer),
+    Column("last_sequence", Integer),
+    Column("rewind_xid", BigInteger),
+    Column("rewind_id", BigInteger),
+    Column("requested_by", Text, nullable=False),
+    Column("requested_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("done_at", DateTime(timezone=True)),
+    Index(
+        "webhook_redeliveries_pending",
+        "subscription_id",
+        "id",
+        postgresql_where=text("done_at IS NULL"),
+    ),
+)
+
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column(
+        "subscription_id",
+        Uuid,
+        ForeignKey("webhook_subscriptions.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("message_id", Text, nullable=False),
+    Column("connection_id", Text, nullable=False),
+    Column("sequence", Integer, nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("attempted_at", DateTime(timezone=True), nullable=False),
+    Column("outcome", Text, nullable=False),
+    Column("status_code", SmallInteger),
+    Column("seconds", Float, nullable=False),
+    Column("error", Text),
+    Column("redelivery", Boolean, nullable=False, server_default=text("false")),
+    Index("webhook_deliveries_log", "subscription_id", "id"),
+    Index("webhook_deliveries_attempted_at", "attempted_at"),
 )

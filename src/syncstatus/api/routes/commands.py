@@ -9,7 +9,13 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, HTTPException
 
-from syncstatus.api.dependencies import TOKEN_RESPONSES, Admin, CurrentApplication, Operator
+from syncstatus.api.dependencies import (
+    TOKEN_RESPONSES,
+    Admin,
+    CallerScope,
+    CurrentApplication,
+    Operator,
+)
 from syncstatus.api.models import CommandOut, ErrorOut, FrequencyIn, command_out
 from syncstatus.service.commands import ConnectionNotFound
 from syncstatus.statemachine.commands import CommandRefused, CommandType
@@ -18,19 +24,25 @@ Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
 
 WRITE_RESPONSES: dict[int | str, dict[str, Any]] = {
     **TOKEN_RESPONSES,
-    404: {"model": ErrorOut, "description": "Unknown or deleted connection."},
+    404: {
+        "model": ErrorOut,
+        "description": "Unknown or deleted connection, or one of another workspace than the "
+        "token's.",
+    },
     409: {"model": ErrorOut, "description": "Refused now, with the reason."},
 }
 
 
 class CommandIssuer:
     """Issues a command on behalf of the authenticated token (an operate or admin one), whose
-    name the command records as `requested_by`; what every write endpoint depends on, so the
-    token check and the mapping of refusals to 404 and 409 live once."""
+    name the command records as `requested_by`, within the token's workspace; what every
+    write endpoint depends on, so the token check, the scope and the mapping of refusals to
+    404 and 409 live once."""
 
-    def __init__(self, application: CurrentApplication, who: Operator) -> None:
+    def __init__(self, application: CurrentApplication, who: Operator, scope: CallerScope) -> None:
         self.application = application
         self.who = who
+        self.scope = scope
 
     def __call__(
         self,
@@ -41,7 +53,7 @@ class CommandIssuer:
     ) -> CommandOut:
         try:
             issued = self.application.commands.issue(
-                connection_id, command, self.who, minutes, force
+                connection_id, command, self.who, minutes, force, scope=self.scope
             )
         except ConnectionNotFound:
             raise HTTPException(404, f"no connection {connection_id}") from None
@@ -53,8 +65,8 @@ class CommandIssuer:
 class AdminCommandIssuer(CommandIssuer):
     """The same, for the commands only an admin token may issue (Delete)."""
 
-    def __init__(self, application: CurrentApplication, who: Admin) -> None:
-        super().__init__(application, who)
+    def __init__(self, application: CurrentApplication, who: Admin, scope: CallerScope) -> None:
+        super().__init__(application, who, scope)
 
 
 Issue = Annotated[CommandIssuer, Depends()]

@@ -19,6 +19,7 @@ from fastapi.responses import Response
 from syncstatus.api.dependencies import (
     TOKEN_RESPONSES,
     Admin,
+    CallerScope,
     CurrentApplication,
     ProducerDataReader,
 )
@@ -94,14 +95,19 @@ Filter = Annotated[DeadLetterFilter, Depends(dead_letter_filter)]
 @router.get("/dead-letters", response_model=DeadLetterPageOut)
 def list_dead_letters(
     application: CurrentApplication,
+    scope: CallerScope,
     where: Filter,
     sort: DeadLetterSort = DeadLetterSort.refused_at,
     order: Order = Order.desc,
     page: Annotated[int, Query(ge=1, le=100000)] = 1,
     page_size: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> DeadLetterPageOut:
-    """Dead letters that match every filter given, newest first unless sorted otherwise."""
-    found = application.dead_letters.list(where, sort.value, order is Order.desc, page, page_size)
+    """Dead letters that match every filter given, newest first unless sorted otherwise. A
+    token scoped to a workspace sees those of its connections alone (none of a connection
+    never stored)."""
+    found = application.dead_letters.list(
+        where, sort.value, order is Order.desc, page, page_size, scope=scope
+    )
     return DeadLetterPageOut(
         items=[dead_letter_out(d) for d in found.items],
         total=found.total,
@@ -113,6 +119,7 @@ def list_dead_letters(
 @router.get("/dead-letters/scorecard", response_model=ScorecardOut)
 def scorecard(
     application: CurrentApplication,
+    scope: CallerScope,
     since: datetime | None = None,
     until: datetime | None = None,
     bucket: Bucket = Bucket.hour,
@@ -122,7 +129,7 @@ def scorecard(
     [since, until): by default the last 24 hours."""
     end = _utc(until) or datetime.now(UTC)
     card = application.dead_letters.scorecard(
-        _utc(since) or end - timedelta(days=1), end, bucket.value, producer
+        _utc(since) or end - timedelta(days=1), end, bucket.value, producer, scope=scope
     )
     return ScorecardOut(
         since=card.since,
@@ -139,12 +146,15 @@ def scorecard(
     responses={**TOKEN_RESPONSES, 404: {"model": ErrorOut}},
 )
 def dead_letter(
-    dead_letter_id: DeadLetterId, who: ProducerDataReader, application: CurrentApplication
+    dead_letter_id: DeadLetterId,
+    who: ProducerDataReader,
+    application: CurrentApplication,
+    scope: CallerScope,
 ) -> DeadLetterDetailOut:
     """One dead letter whole: where it came from, its headers, the decoded event when it
     decoded, the bytes as base64, and its redrives. Needs a token even where reads are
     public: it is the producer's data."""
-    found = application.dead_letters.show(dead_letter_id)
+    found = application.dead_letters.show(dead_letter_id, scope=scope)
     if found is None:
         raise HTTPException(404, f"no dead letter {dead_letter_id}")
     return dead_letter_detail_out(found)
@@ -163,11 +173,12 @@ def dead_letter_original(
     dead_letter_id: DeadLetterId,
     who: ProducerDataReader,
     application: CurrentApplication,
+    scope: CallerScope,
 ) -> Response:
     """The refused message's value, byte for byte: the dead-letter topic carries a
     too-large one without it (header `dead_letter_id`). Needs a token even where reads are
     public: it is the producer's data."""
-    original = application.dead_letters.original(dead_letter_id)
+    original = application.dead_letters.original(dead_letter_id, scope=scope)
     if original is None:
         raise HTTPException(404, f"no message kept for dead letter {dead_letter_id}")
     return Response(original, media_type="application/octet-stream")
@@ -183,6 +194,7 @@ def redrive(
     dead_letter_id: DeadLetterId,
     who: Admin,
     application: CurrentApplication,
+    scope: CallerScope,
     response: Response,
     dry_run: bool = False,
 ) -> RedriveOut:
@@ -193,8 +205,8 @@ def redrive(
     try:
         if dry_run:
             response.status_code = 200
-            return _dry_run_out([triage.dry_run(dead_letter_id)])
-        report = triage.redrive([dead_letter_id], who)
+            return _dry_run_out([triage.dry_run(dead_letter_id, scope=scope)])
+        report = triage.redrive([dead_letter_id], who, scope=scope)
         if report.refused:
             raise NotRedrivable(report.refused[dead_letter_id])
     except DeadLetterNotFound:
@@ -215,6 +227,7 @@ def redrive_matching(
     where: Filter,
     who: Admin,
     application: CurrentApplication,
+    scope: CallerScope,
     response: Response,
     limit: Annotated[int, Query(ge=1, le=MAX_REDRIVE)] = 100,
     dry_run: bool = False,
@@ -224,14 +237,14 @@ def redrive_matching(
     `redriven=false` leaves out those redriven before."""
     if where == DeadLetterFilter():
         raise HTTPException(400, "name at least one filter; an unfiltered redrive is refused")
-    ids = application.dead_letters.ids(where, limit)
+    ids = application.dead_letters.ids(where, limit, scope=scope)
     if not dry_run:
-        return redrive_out(application.triage.redrive(ids, who))
+        return redrive_out(application.triage.redrive(ids, who, scope=scope))
     response.status_code = 200
     verdicts, refused = [], []
     for dead_letter_id in ids:
         try:
-            verdicts.append(application.triage.dry_run(dead_letter_id))
+            verdicts.append(application.triage.dry_run(dead_letter_id, scope=scope))
         except NotRedrivable as why:
             refused.append(RefusedRedriveOut(dead_letter_id=dead_letter_id, why=str(why)))
     return _dry_run_out(verdicts, refused)

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, Field
 
-from syncstatus.api.dependencies import CurrentApplication
+from syncstatus.api.dependencies import CallerScope, CurrentApplication
 from syncstatus.api.models import ErrorOut, StatusOut, status_out
 from syncstatus.kafka import family_topics
 from syncstatus.statemachine.events import EventFamily
@@ -134,10 +134,12 @@ def build_router(Id: Any) -> APIRouter:
     router = APIRouter(tags=["connections"], responses={404: {"model": ErrorOut}})
 
     @router.get("/connections/{connection_id}/explain", response_model=ExplainOut)
-    def explain(connection_id: Id, application: CurrentApplication) -> ExplainOut:
+    def explain(
+        connection_id: Id, application: CurrentApplication, scope: CallerScope
+    ) -> ExplainOut:
         """Why the connection is where it is, derived from the machine, the policy and what
         the engine stored; answers for a deleted connection too."""
-        explanation = application.explain.explain(connection_id)
+        explanation = application.explain.explain(connection_id, scope=scope)
         if explanation is None:
             raise HTTPException(404, f"no connection {connection_id}")
         return explain_out(explanation, family_topics(application.settings))

@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException
 
-from syncstatus.api.dependencies import CurrentApplication
+from syncstatus.api.dependencies import CallerScope, CurrentApplication
 from syncstatus.api.models import (
     ErrorOut,
     HistoryOut,
@@ -24,20 +24,27 @@ def build_router(Id: Any) -> APIRouter:
     router = APIRouter(tags=["history"], responses={404: {"model": ErrorOut}})
 
     @router.get("/connections/{connection_id}/history", response_model=HistoryOut)
-    def history(connection_id: Id, application: CurrentApplication) -> HistoryOut:
+    def history(
+        connection_id: Id, application: CurrentApplication, scope: CallerScope
+    ) -> HistoryOut:
         """Every status change and activity, oldest first, and the commands people issued,
         each with who issued it; kept after a delete (audit)."""
-        entries = application.connections.history(connection_id)
+        connections = application.connections
+        entries = connections.history(connection_id, scope=scope)
         if not entries:
             raise HTTPException(404, f"no history for connection {connection_id}")
         return HistoryOut(
             entries=[entry_out(e) for e in entries],
-            commands=[command_line_out(c) for c in application.connections.commands(connection_id)],
+            commands=[
+                command_line_out(c) for c in connections.commands(connection_id, scope=scope)
+            ],
         )
 
     @router.get("/connections/{connection_id}/sessions", response_model=SessionsOut)
-    def sessions(connection_id: Id, application: CurrentApplication) -> SessionsOut:
-        found = application.connections.sessions(connection_id)
+    def sessions(
+        connection_id: Id, application: CurrentApplication, scope: CallerScope
+    ) -> SessionsOut:
+        found = application.connections.sessions(connection_id, scope=scope)
         if not found:
             raise HTTPException(404, f"no sessions for connection {connection_id}")
         return SessionsOut(sessions=[session_out(s) for s in found])
@@ -46,9 +53,9 @@ def build_router(Id: Any) -> APIRouter:
         "/connections/{connection_id}/sessions/{session_id}", response_model=SessionDetailOut
     )
     def session(
-        connection_id: Id, session_id: Id, application: CurrentApplication
+        connection_id: Id, session_id: Id, application: CurrentApplication, scope: CallerScope
     ) -> SessionDetailOut:
-        detail = application.connections.session(connection_id, session_id)
+        detail = application.connections.session(connection_id, session_id, scope=scope)
         if detail is None:
             raise HTTPException(404, f"no session {session_id} for connection {connection_id}")
         return SessionDetailOut(
