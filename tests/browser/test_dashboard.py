@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from hashlib import sha256
 from pathlib import Path
 
 import pytest
@@ -255,6 +256,7 @@ def dashboard(
     settings = Settings(
         database_url=database_url,
         api_token=TOKEN,
+        api_tokens=f"globex:operate:{sha256(GLOBEX_TOKEN.encode()).hexdigest()}:globex",
         api_port=free_port(),
         api_public_reads=getattr(request, "param", True),
     )
@@ -857,3 +859,65 @@ def test_a_connection_page_shows_what_was_refused_of_it(page: Page, dashboard: D
     page.get_by_role("link", name="Open in Dead letters").click()
     expect(page.get_by_test_id("nav-dead-letters")).to_have_attribute("aria-current", "page")
     expect(page.get_by_test_id("dead-letter-row")).to_have_count(1)
+
+
+GLOBEX_TOKEN = "globex-t0ken"
+
+
+def globex(feed: Feed) -> None:
+    """Two connections of another customer's workspace."""
+    for connection_id, app in (("conn-gx-pin", "pinterest_ads"), ("conn-gx-snap", "snapchat_ads")):
+        feed.apps[connection_id] = app
+        feed.apply(connection_id, "s-1", E.AUTHORIZATION_STARTED, workspace_id="globex")
+
+
+def test_the_workspace_picker_lists_one_workspace_at_a_time(page: Page, dashboard: Dashboard):
+    globex(dashboard.feed)
+    page.goto(dashboard.url)
+    picker = page.get_by_test_id("workspace-select")
+    expect(picker.locator("option")).to_have_text(
+        ["All workspaces", f"default ({len(ALL_SOURCES)})", "globex (2)"]
+    )
+    expect(rows(page)).to_have_count(len(ALL_SOURCES) + 2)
+    picker.select_option("globex")
+    expect(sources(page)).to_have_text(["snapchat_ads", "pinterest_ads"])
+    expect(page).to_have_url(re.compile(r"#/\?ws=globex$"))
+    row(page, "conn-gx-pin").get_by_role("link").click()
+    expect(page.get_by_test_id("connection-workspace")).to_have_text("globex")
+    page.get_by_test_id("back-link").click()
+    expect(sources(page)).to_have_text(["snapchat_ads", "pinterest_ads"])
+    picker.select_option("")
+    expect(rows(page)).to_have_count(len(ALL_SOURCES) + 2)
+
+
+@pytest.mark.parametrize("dashboard", [False], indirect=True)
+def test_a_token_scoped_to_a_workspace_sees_that_workspace_alone(page: Page, dashboard: Dashboard):
+    globex(dashboard.feed)
+    page.goto(dashboard.url)
+    set_token(page, GLOBEX_TOKEN)
+    picker = page.get_by_test_id("workspace-select")
+    expect(picker.locator("option")).to_have_text(["globex (2)"])
+    expect(picker).to_be_disabled()
+    expect(sources(page)).to_have_text(["snapchat_ads", "pinterest_ads"])
+    open_connection(page, dashboard, "conn-fb")
+    expect(page.get_by_test_id("connection-gone")).to_contain_text("Connection not found")
+
+
+@pytest.mark.parametrize("dashboard", [False], indirect=True)
+def test_status_changes_arrive_on_the_change_feed_with_the_token(page: Page, dashboard: Dashboard):
+    streams: list[str | None] = []
+    page.on(
+        "request",
+        lambda r: (
+            streams.append(r.headers.get("authorization"))
+            if r.url.endswith("/changes/stream")
+            else None
+        ),
+    )
+    page.goto(dashboard.url)
+    set_token(page)
+    open_connection(page, dashboard, "conn-plaid")
+    expect(page.locator("body")).to_have_attribute("data-stream", "up")
+    assert f"Bearer {TOKEN}" in streams
+    dashboard.feed.apply("conn-plaid", "s-1", E.WEBHOOK_RECEIVED)
+    expect(page.get_by_test_id("connection-status")).not_to_contain_text("Waiting")

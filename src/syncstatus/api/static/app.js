@@ -4,6 +4,9 @@
 import { POLL_MS, h, svg, ICONS, DATE, day, timeEl, duration, humanize, dash, setStatuses, tone, statusPill, emptyState, liveIndicator, setLive, swap } from "./dom.js";
 import { ApiError, api, connectionPath, tokenInput, askForToken, tokenAnswered, needsToken, flash } from "./api.js";
 import { DeadLettersView, RefusedPanel } from "./dead_letters.js";
+import { followChanges } from "./live.js";
+
+const STREAMING_POLL_MS = 5000;
 
 const SORTABLE = {
   data_source: "Data source",
@@ -266,6 +269,7 @@ function sourceIcon(name, size = "") {
 // Connected sources list
 
 const listState = {
+  workspace: "",
   search: "",
   sort: "created",
   order: "desc",
@@ -276,6 +280,7 @@ const listState = {
 
 function listHash() {
   const p = new URLSearchParams();
+  if (listState.workspace) p.set("ws", listState.workspace);
   if (listState.search) p.set("q", listState.search);
   if (listState.sort !== "created") p.set("sort", listState.sort);
   if (listState.order !== "desc") p.set("order", listState.order);
@@ -286,6 +291,7 @@ function listHash() {
 }
 
 function readListParams(params) {
+  listState.workspace = params.get("ws") || "";
   listState.search = params.get("q") || "";
   const sort = params.get("sort");
   listState.sort = sort in SORTABLE ? sort : "created";
@@ -323,6 +329,15 @@ class ListView {
       },
     });
     this.live = liveIndicator();
+    this.workspace = h("select", {
+      id: "workspace",
+      "data-testid": "workspace-select",
+      onchange: () => {
+        listState.workspace = this.workspace.value;
+        listState.page = 1;
+        this.stateChanged();
+      },
+    });
     this.count = h("span", { class: "count muted", "data-testid": "total-count" });
     this.head = h("thead");
     this.body = h("tbody", { "data-testid": "connections-body" });
@@ -355,6 +370,7 @@ class ListView {
             svg(ICONS.search, 18),
             this.search,
           ),
+          h("label", { class: "workspace-picker" }, h("span", {}, "Workspace"), this.workspace),
           this.count,
         ),
         h("div", { class: "table-wrap" }, this.table),
@@ -362,6 +378,17 @@ class ListView {
       ),
     );
     this.renderHead();
+  }
+
+  /** The workspace picker: every workspace the token may see, or its one when it is scoped. */
+  renderWorkspaces({ workspaces, scope }) {
+    const key = JSON.stringify([workspaces, scope, listState.workspace]);
+    if (key === this.workspacesKey) return;
+    this.workspacesKey = key;
+    const options = workspaces.map((w) => h("option", { value: w.workspace_id, selected: w.workspace_id === listState.workspace }, `${w.workspace_id} (${w.connections})`));
+    swap(this.workspace, scope ? [] : h("option", { value: "", selected: !listState.workspace }, "All workspaces"), options);
+    this.workspace.disabled = scope !== null;
+    this.workspace.title = scope ? "Your token sees this workspace alone" : "";
   }
 
   stateChanged() {
@@ -427,9 +454,11 @@ class ListView {
       page_size: String(listState.size),
     });
     if (listState.search) p.set("search", listState.search);
+    if (listState.workspace) p.set("workspace", listState.workspace);
     let data;
+    let workspaces;
     try {
-      data = await api(`/connections?${p}`);
+      [data, workspaces] = await Promise.all([api(`/connections?${p}`), api("/workspaces")]);
     } catch (error) {
       if (isCurrent()) setLive(this.live, false);
       if (needsToken(error)) askForToken(error);
@@ -439,6 +468,7 @@ class ListView {
     if (!isCurrent()) return;
     setLive(this.live, true);
     tokenAnswered();
+    this.renderWorkspaces(workspaces);
     const pages = Math.max(1, Math.ceil(data.total / listState.size));
     if (listState.page > pages && data.total > 0) {
       listState.page = pages;
@@ -824,6 +854,7 @@ class ConnectionView {
       h(
         "dl",
         { class: "facts" },
+        fact("Workspace", h("code", {}, s.workspace_id), "connection-workspace"),
         fact("Credentials", credentialsBadge(s, "connection-credentials"), "connection-credentials-cell"),
         fact("Active accounts", String(s.active_accounts), "connection-accounts-count"),
         fact("Account status", s.account_status, "connection-account-status"),
@@ -1125,12 +1156,20 @@ const router = {
     this.poke();
   },
 
-  /** Refresh now (after a change of state or a command), then every POLL_MS. */
+  streaming: false,
+
+  /** Status changes arrive on the stream; polling then only catches what it does not carry
+   * (accounts, commands), less often. */
+  interval() {
+    return this.streaming ? STREAMING_POLL_MS : POLL_MS;
+  },
+
+  /** Refresh now (after a change of state, a command or a status change), then again. */
   async poke() {
     clearTimeout(this.timer);
     if (document.hidden) {
       // Nobody is looking: check again later, and at once when the tab comes back.
-      this.timer = setTimeout(() => this.poke(), POLL_MS);
+      this.timer = setTimeout(() => this.poke(), this.interval());
       return;
     }
     if (this.running) {
@@ -1149,7 +1188,7 @@ const router = {
         this.again = false;
         this.poke();
       } else {
-        this.timer = setTimeout(() => this.poke(), POLL_MS);
+        this.timer = setTimeout(() => this.poke(), this.interval());
       }
     }
   },
@@ -1174,6 +1213,13 @@ async function start() {
     /* colours fall back to what each response carries */
   }
   router.route();
+  followChanges(
+    () => router.poke(),
+    (up) => {
+      router.streaming = up;
+      document.body.dataset.stream = up ? "up" : "down";
+    },
+  );
 }
 
 start();
