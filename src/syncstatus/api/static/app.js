@@ -1194,7 +1194,8 @@ const router = {
   },
 };
 
-document.addEventListener("tokenchange", () => router.poke());
+// A token typed before the first route is drawn waits for it: start() pokes then.
+document.addEventListener("tokenchange", () => router.view && router.poke());
 
 document.addEventListener("visibilitychange", () => {
   if (!document.hidden) router.poke();
