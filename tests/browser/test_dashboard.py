@@ -12,6 +12,7 @@ import re
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from hashlib import sha256
@@ -29,12 +30,14 @@ if not CHROMIUM.exists():
     )
 playwright_api = pytest.importorskip("playwright.sync_api")
 
+import httpx  # noqa: E402
 import uvicorn  # noqa: E402
 from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: E402
 
 from syncstatus.api.app import create_app  # noqa: E402
-from syncstatus.bootstrap import Application, build  # noqa: E402
+from syncstatus.bootstrap import Application, _webhook_relay, build  # noqa: E402
 from syncstatus.devtools.embedded import free_port  # noqa: E402
+from syncstatus.runtime.metrics import Metrics  # noqa: E402
 from syncstatus.schemas.messages import EventMessages  # noqa: E402
 from syncstatus.service.inbound import Inbound, Origin  # noqa: E402
 from syncstatus.settings import Settings  # noqa: E402
@@ -48,6 +51,7 @@ from syncstatus.statemachine.events import (  # noqa: E402
     Substage,
 )
 from tests.helpers.factories import event  # noqa: E402
+from tests.helpers.webhook_receiver import always, receiving  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
@@ -259,6 +263,13 @@ def dashboard(
         api_tokens=f"globex:operate:{sha256(GLOBEX_TOKEN.encode()).hexdigest()}:globex",
         api_port=free_port(),
         api_public_reads=getattr(request, "param", True),
+        # Webhooks to a loopback receiver, retried within a second: for the tests that start
+        # the relay (webhook_relay), since `syncstatus run`'s loops do not run here.
+        webhook_allow_http_loopback=True,
+        webhook_retry_initial_s=0.05,
+        webhook_retry_max_s=0.2,
+        webhook_retry_period_s=1,
+        relay_idle_s=0.05,
     )
     application = build(settings)
     config = uvicorn.Config(
@@ -921,3 +932,142 @@ def test_status_changes_arrive_on_the_change_feed_with_the_token(page: Page, das
     assert f"Bearer {TOKEN}" in streams
     dashboard.feed.apply("conn-plaid", "s-1", E.WEBHOOK_RECEIVED)
     expect(page.get_by_test_id("connection-status")).not_to_contain_text("Waiting")
+
+
+# ---------------------------------------------------------------------------------------------
+# Webhooks
+
+ADMIN = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@contextmanager
+def webhook_relay(application: Application) -> Iterator[None]:
+    """The webhook relay loop of `syncstatus run`, alone: what makes the delivery log."""
+    loop = _webhook_relay(application, Metrics())
+    stop = threading.Event()
+    thread = threading.Thread(target=loop.run, args=(stop,), name="webhook-relay", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=15)
+        assert not thread.is_alive()
+
+
+def subscribe(dashboard: Dashboard, url: str, **body) -> str:
+    """A subscription to every record ever recorded (the seeded ones too), as the API makes it."""
+    created = httpx.post(
+        f"{dashboard.url}/webhooks", json={"url": url, "after": "0-0", **body}, headers=ADMIN
+    )
+    assert created.status_code == 201, created.text
+    return created.json()["id"]
+
+
+def webhook_api(dashboard: Dashboard, path: str, **params) -> dict:
+    answer = httpx.get(f"{dashboard.url}/webhooks/{path}", params=params, headers=ADMIN)
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def test_a_failing_webhook_shows_its_delivery_log_and_resumes(page: Page, dashboard: Dashboard):
+    with receiving(always(500)) as receiver, webhook_relay(dashboard.application):
+        sid = subscribe(dashboard, receiver.url(), description="CRM sync")
+        page.goto(f"{dashboard.url}/#/webhooks")
+        set_token(page)
+        listed = page.get_by_test_id("webhook-row")
+        expect(listed).to_have_count(1)
+        expect(listed.get_by_test_id("webhook-link")).to_have_text(receiver.url())
+        expect(listed.get_by_test_id("webhook-description")).to_have_text("CRM sync")
+        expect(listed.get_by_test_id("webhook-filters")).to_have_text("every change")
+        state = listed.get_by_test_id("webhook-state")
+        expect(state).to_have_attribute("data-state", "failing", timeout=LIVE_TIMEOUT_MS)
+        expect(listed.get_by_test_id("webhook-pause-reason")).to_contain_text("failed attempts")
+
+        listed.get_by_test_id("webhook-link").click()
+        expect(page.get_by_test_id("nav-webhooks")).to_have_attribute("aria-current", "page")
+        tried = len(webhook_api(dashboard, f"{sid}/deliveries")["deliveries"])
+        deliveries = page.get_by_test_id("delivery-row")
+        expect(deliveries).to_have_count(tried)
+        expect(deliveries.get_by_test_id("delivery-status-code")).to_have_text(["500"] * tried)
+        expect(deliveries.get_by_test_id("delivery-outcome")).to_have_text(["rejected"] * tried)
+        attempts = [str(n) for n in range(tried, 0, -1)]
+        expect(deliveries.get_by_test_id("delivery-attempt")).to_have_text(attempts)
+        expect(deliveries.get_by_test_id("delivery-ms").first).to_have_text(re.compile(r" ms$"))
+        expect(deliveries.first.get_by_test_id("delivery-connection")).to_have_text("conn-fb")
+        expect(page.get_by_test_id("webhook-attempts")).to_have_text(str(tried))
+        expect(page.get_by_test_id("redeliveries-none")).to_be_visible()
+        screenshot(page, "webhooks.png")
+
+        # Nothing of conn-fb was passed yet: the API refuses a redelivery, and says why.
+        page.get_by_test_id("redeliver-connection").fill("conn-fb")
+        page.get_by_test_id("redeliver").click()
+        message = page.get_by_test_id("message")
+        expect(message).to_have_attribute("data-kind", "refused")
+        expect(message).to_contain_text("has not passed sequence 1 of conn-fb yet")
+
+        receiver.behaviour = always(200)
+        page.get_by_test_id("webhook-resume").click()
+        expect(message).to_have_attribute("data-kind", "success")
+        assert webhook_api(dashboard, sid)["state"] == "active"
+        expect(page.get_by_test_id("webhook-state")).to_have_attribute("data-state", "active")
+        expect(page.get_by_test_id("webhook-resume")).to_have_count(0)
+        first = deliveries.first
+        expect(first.get_by_test_id("delivery-status-code")).to_have_text(
+            "200", timeout=LIVE_TIMEOUT_MS
+        )
+        expect(first).to_have_attribute("data-outcome", "delivered")
+
+
+def recorded(dashboard: Dashboard) -> int:
+    with dashboard.application.database.connect() as connection:
+        return connection.execute(sa.text("SELECT count(*) FROM status_history")).scalar_one()
+
+
+def test_a_webhook_delivery_log_pages_back_and_shows_redeliveries(page: Page, dashboard: Dashboard):
+    total = recorded(dashboard)
+    assert total > 50, "the seed fills more than one page of the log"
+    with receiving() as receiver, webhook_relay(dashboard.application):
+        sid = subscribe(dashboard, receiver.url())
+        receiver.wait_for(lambda r: len(r.at("/hook")) >= total, what="every record")
+        page.goto(f"{dashboard.url}/#/webhooks/{sid}")
+        set_token(page)
+        deliveries = page.get_by_test_id("delivery-row")
+        expect(deliveries).to_have_count(50)
+        expect(page.get_by_test_id("deliveries-newer")).to_be_disabled()
+        page.get_by_test_id("deliveries-older").click()
+        expect(page).to_have_url(re.compile(rf"#/webhooks/{sid}\?before=\d+$"))
+        expect(deliveries).to_have_count(total - 50)
+        oldest = deliveries.last
+        expect(oldest.get_by_test_id("delivery-connection")).to_have_text("conn-fb")
+        expect(oldest.get_by_test_id("delivery-sequence")).to_have_text("1")
+        expect(oldest.get_by_test_id("delivery-status-code")).to_have_text("200")
+        expect(page.get_by_test_id("deliveries-older")).to_be_disabled()
+
+        page.get_by_test_id("redeliver-connection").fill("conn-fb")
+        page.get_by_test_id("redeliver-from").fill("2")
+        page.get_by_test_id("redeliver").click()
+        expect(page.get_by_test_id("message")).to_contain_text("Redelivery of conn-fb, sequences 2")
+        redelivery = page.get_by_test_id("redelivery-row")
+        expect(redelivery).to_have_count(1)
+        expect(redelivery.get_by_test_id("redelivery-what")).to_contain_text("conn-fb")
+        done = redelivery.get_by_test_id("redelivery-done")
+        expect(done).not_to_have_text("queued", timeout=LIVE_TIMEOUT_MS)
+        page.get_by_test_id("deliveries-newer").click()
+        expect(page).to_have_url(re.compile(rf"#/webhooks/{sid}$"))
+        newest = deliveries.first
+        expect(newest.get_by_test_id("delivery-redelivery")).to_have_text("redelivery")
+        expect(newest.get_by_test_id("delivery-connection")).to_have_text("conn-fb")
+
+
+def test_the_webhooks_page_needs_an_admin_token(page: Page, dashboard: Dashboard):
+    """Reads are public here, but not subscriptions: their targets and logs are admin's."""
+    page.goto(f"{dashboard.url}/#/webhooks")
+    message = page.get_by_test_id("message")
+    expect(message).to_contain_text("needs an API token to read webhooks")
+    set_token(page, GLOBEX_TOKEN)
+    expect(message).to_contain_text("role (operate) does not allow this; it needs admin")
+    set_token(page)
+    expect(page.get_by_test_id("webhooks-count")).to_have_text("0 subscriptions")
+    expect(page.get_by_test_id("empty")).to_contain_text("No webhook subscriptions")
+    expect(message).to_have_count(0)

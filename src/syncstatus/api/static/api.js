@@ -86,9 +86,10 @@ tokenInput.addEventListener("input", () => {
   document.dispatchEvent(new CustomEvent("tokenchange"));
 });
 
-/** A read refused for want of a token: say so once and point at the field. */
-export function askForToken(error) {
-  const text = error.status === 401 ? "This dashboard needs an API token to read connections: enter it at the top right." : `${error.detail}: check the API token at the top right.`;
+/** A read refused for want of a token: say so once and point at the field. `what` names what
+ * the page reads, since some pages (webhooks) need an admin token even where reads are public. */
+export function askForToken(error, what = "connections") {
+  const text = error.status === 401 ? `This dashboard needs an API token to read ${what}: enter it at the top right.` : `${error.detail}: check the API token at the top right.`;
   const shown = messages.querySelector('[data-testid="message-text"]');
   if (shown && shown.textContent === text) return;
   flash("error", text);

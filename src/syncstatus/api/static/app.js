@@ -4,6 +4,7 @@
 import { POLL_MS, h, svg, ICONS, DATE, day, timeEl, duration, humanize, dash, setStatuses, tone, statusPill, emptyState, liveIndicator, setLive, swap } from "./dom.js";
 import { ApiError, api, connectionPath, tokenInput, askForToken, tokenAnswered, needsToken, flash } from "./api.js";
 import { DeadLettersView, RefusedPanel } from "./dead_letters.js";
+import { WebhooksView, WebhookView } from "./webhooks.js";
 import { followChanges } from "./live.js";
 
 const STREAMING_POLL_MS = 5000;
@@ -1143,12 +1144,16 @@ const router = {
     const params = new URLSearchParams(query);
     const match = path.match(/^\/connections\/(.+)$/);
     const deadLetters = path === "/dead-letters";
+    const webhook = path.match(/^\/webhooks\/(.+)$/);
+    const webhooks = path === "/webhooks" || webhook !== null;
     this.generation += 1;
     if (match) this.view = new ConnectionView(decodeURIComponent(match[1]), params);
     else if (deadLetters) this.view = new DeadLettersView(params);
+    else if (webhook) this.view = new WebhookView(decodeURIComponent(webhook[1]), params, () => this.poke());
+    else if (webhooks) this.view = new WebhooksView();
     else this.view = new ListView(params);
     this.view.mount(main);
-    const current = deadLetters ? "nav-dead-letters" : match ? null : "nav-connections";
+    const current = deadLetters ? "nav-dead-letters" : webhooks ? "nav-webhooks" : match ? null : "nav-connections";
     for (const nav of document.querySelectorAll("[data-nav]")) {
       if (nav.dataset.testid === current) nav.setAttribute("aria-current", "page");
       else nav.removeAttribute("aria-current");
