@@ -1,42 +1,196 @@
-"""Events/s of the status engine on embedded PostgreSQL, against the naive approach.
+"""Events/s of the status engine, the stack's ceiling and the naive approach, on PostgreSQL.
 
-    python -m bench.engine [--connections 2000] [--batch 1000]
+    python -m bench.engine [--connections 2000] [--batch 1000] [--rounds 1] [--skip-naive]
+                           [--profile FILE | --statements]
+    python -m bench.engine --connections-preloaded N [--rounds 3]
 
-Both runs apply the same interleaved stream (every connection goes Authorization → Synced, the
-events of many connections mixed as they would arrive from Kafka) to a fresh database. The
-engine decides with the table derived from the machine and writes 1,000 events per
-transaction; the naive approach builds a python-statemachine instance and commits per event.
+Every loop applies the same interleaved stream (every connection goes Authorization → Synced,
+the events of many connections mixed as they would arrive from Kafka) to its own clone of one
+migrated database, and is timed from message bytes to the encoded StatusChanged records:
+
+- engine: what the consumer does with a poll, `MessageDecoder` (the Avro codec of
+  `syncstatus.schemas.messages`, the input limits, the topic check) → `StatusEngine.apply_batch`
+  (decide with the connection aggregate, persist through the PostgreSQL unit of work, 1,000
+  events per transaction) → `StatusChangeMessages.encode` of each transition, as the relay
+  would publish it;
+- ceiling (`bench.ceiling`): the same rows written with the fastest statements psycopg 3 and
+  fastavro offer and no abstraction, so engine/ceiling says how much of the engine's cost is
+  ours; a check (`bench.same_rows`) compares both databases table by table and both loops'
+  records, and the run says whether they are equal;
+- naive: a python-statemachine instance and a commit per event through SQLAlchemy, on events
+  already decoded (decoding and encoding are about 1% of its cost per event).
+
+Each loop's line gives events/s and µs/event of wall time, and its CPU per event in this
+process and in the PostgreSQL backend that served it: the machine is shared, and a neighbour
+taking a core stretches wall time but not CPU time, so the CPU ratio is the steadier one. The
+load average is printed at the start and the end for the same reason. `--rounds` repeats the
+engine and the ceiling on new connections, alternating their order, and reports medians.
+
+`--connections-preloaded N` measures instead how the cost per event grows with the tables: the
+engine and the ceiling on databases preloaded (`bench.preload`, by COPY) with 1,000 and with N
+whole sessions, each round on new connections; the goal is a cost at N within 15% of the cost
+at 1,000. `--profile FILE` (cProfile) and `--statements` (each statement timed, client CPU
+apart) add a run of each loop on its own database, after the measured ones, and print where
+the time goes.
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
+import os
+import pstats
+import statistics
 import tempfile
 import time
-import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
 import sqlalchemy as sa
 from tests.helpers.streams import stream
 
+from bench.ceiling import Ceiling
+from bench.preload import clone, connect, migrated, timed_preload
+from bench.same_rows import Comparison, compare
+from bench.statements import report as statement_report
+from bench.statements import timed_statements
+from syncstatus.consumers.event_consumer import MessageDecoder
 from syncstatus.devtools.embedded import EmbeddedPostgres
+from syncstatus.kafka import family_topics, input_topics
+from syncstatus.schemas.messages import EventMessages, StatusChangeMessages
 from syncstatus.service.engine import StatusEngine
-from syncstatus.service.inbound import Inbound
+from syncstatus.service.inbound import Inbound, Origin
+from syncstatus.settings import Settings
 from syncstatus.statemachine.connection import Policy
 from syncstatus.statemachine.events import EventType, SessionEvent, Substage
 from syncstatus.statemachine.machine import NEW, ConnectionStatusMachine, GuardContext
-from syncstatus.store.database import create_engine, migrate
+from syncstatus.store.database import create_engine
 from syncstatus.store.uow import PostgresStore
 
 E = EventType
+BASELINE_PRELOADED = 1000
+GROWTH_GOAL = 1.15
+"""Most the cost per event may grow from 1,000 preloaded connections to N."""
+PROFILE_TOP = 30
 
 
-def run_engine(url: str, events: list[SessionEvent], batch: int) -> float:
-    engine = StatusEngine(PostgresStore(create_engine(url)), Policy())
-    started = time.perf_counter()
-    for i in range(0, len(events), batch):
-        engine.apply_batch([Inbound(e) for e in events[i : i + batch]])
-    return len(events) / (time.perf_counter() - started)
+@dataclass(frozen=True, slots=True)
+class Message:
+    topic: str
+    key: bytes
+    value: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """One timed loop: its events, its wall time, the CPU time of this process and of the
+    PostgreSQL backend that served it, and the StatusChanged records it encoded."""
+
+    events: int
+    seconds: float
+    cpu_seconds: float
+    server_cpu_seconds: float
+    records: list[bytes]
+
+    @property
+    def rate(self) -> float:
+        return self.events / self.seconds
+
+    @property
+    def micros(self) -> float:
+        return 1e6 * self.seconds / self.events
+
+    @property
+    def cpu_micros(self) -> float:
+        """The work per event, client and server: what a busy neighbour does not stretch."""
+        return 1e6 * (self.cpu_seconds + self.server_cpu_seconds) / self.events
+
+    def line(self) -> str:
+        client, server = (
+            1e6 * s / self.events for s in (self.cpu_seconds, self.server_cpu_seconds)
+        )
+        return (
+            f"{self.rate:,.0f} events/s ({self.micros:.1f} µs/event; CPU per event "
+            f"{client:.1f} µs here + {server:.1f} µs in PostgreSQL)"
+        )
+
+
+class Clock:
+    """Times a loop: wall time, this process's CPU time and the CPU time of the PostgreSQL
+    backend serving it (from /proc). On a shared machine the CPU times are the steadier
+    measure: a neighbour taking a core stretches the wall time, not the work done."""
+
+    def __init__(self, backend_pid: int, profile: cProfile.Profile | None = None) -> None:
+        self.backend = psutil.Process(backend_pid)
+        self.profile = profile
+        self.spent = (0.0, 0.0, 0.0)
+
+    def __enter__(self) -> Clock:
+        self._started = self._now()
+        if self.profile:
+            self.profile.enable()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.profile:
+            self.profile.disable()
+        self.spent = tuple(b - a for a, b in zip(self._started, self._now(), strict=True))
+
+    def run(self, events: int, records: list[bytes]) -> Run:
+        return Run(events, *self.spent, records)
+
+    def _now(self) -> tuple[float, float, float]:
+        times = self.backend.cpu_times()
+        return time.perf_counter(), time.process_time(), times.user + times.system
+
+
+def messages_of(events: Sequence[SessionEvent]) -> list[Message]:
+    """Each event as the producer publishes it: Avro bytes on its family's topic."""
+    codec, topics = EventMessages(), family_topics(Settings())
+    return [
+        Message(topics[e.type.family], e.connection_id.encode(), codec.encode(e)) for e in events
+    ]
+
+
+def run_engine(
+    url: str, messages: Sequence[Message], batch: int, profile: cProfile.Profile | None = None
+) -> Run:
+    db = create_engine(url)
+    engine = StatusEngine(PostgresStore(db), Policy())
+    decode = MessageDecoder(EventMessages(), input_topics(Settings()))
+    status = StatusChangeMessages()
+    with db.connect() as conn:  # the pool's connection, opened here: no event's cost
+        backend = conn.connection.driver_connection.info.backend_pid
+    records: list[bytes] = []
+    with Clock(backend, profile) as clock:
+        for start in range(0, len(messages), batch):
+            decoded = [
+                decode(Origin(m.topic, 0, start + i, m.key, m.value))
+                for i, m in enumerate(messages[start : start + batch])
+            ]
+            inbound = [d for d in decoded if isinstance(d, Inbound)]
+            rejected = [d for d in decoded if not isinstance(d, Inbound)]
+            result = engine.apply_batch(inbound, rejected)
+            records.extend(status.encode(t) for t in result.transitions)
+    db.dispose()
+    return clock.run(len(messages), records)
+
+
+def run_ceiling(
+    url: str, messages: Sequence[Message], batch: int, profile: cProfile.Profile | None = None
+) -> Run:
+    with connect(url) as conn:
+        ceiling = Ceiling(conn, Policy())
+        records: list[bytes] = []
+        with Clock(conn.info.backend_pid, profile) as clock:
+            for start in range(0, len(messages), batch):
+                records.extend(ceiling.apply([m.value for m in messages[start : start + batch]]))
+    return clock.run(len(messages), records)
+
+
+LOOPS: dict[str, Callable[..., Run]] = {"engine": run_engine, "ceiling": run_ceiling}
 
 
 def run_naive(url: str, events: list[SessionEvent]) -> float:
@@ -93,32 +247,175 @@ def run_naive(url: str, events: list[SessionEvent]) -> float:
             tx.execute(
                 sa.text("INSERT INTO outbox (connection_id, sequence) VALUES (:c, :v)"), params
             )
-    return len(events) / (time.perf_counter() - started)
-
-
-def fresh_database(server: EmbeddedPostgres, name: str) -> str:
-    url = server.create_database(f"{name}_{uuid.uuid4().hex[:8]}")
-    db = create_engine(url)
-    migrate(db)
+    rate = len(events) / (time.perf_counter() - started)
     db.dispose()
-    return url
+    return rate
+
+
+def check(
+    engine_url: str, ceiling_url: str, events: Sequence[SessionEvent], runs: Mapping[str, Run]
+) -> Comparison:
+    return compare(
+        engine_url,
+        ceiling_url,
+        sorted({e.connection_id for e in events}),
+        [e.event_id for e in events],
+        (runs["engine"].records, runs["ceiling"].records),
+    )
+
+
+def databases(
+    server: EmbeddedPostgres, template: str, sizes: Sequence[int]
+) -> dict[tuple[str, int], str]:
+    """(loop, preloaded connections) -> a database of its own, the same for every round."""
+    urls = {}
+    for size in sizes:
+        if not size:
+            urls["engine", 0], urls["ceiling", 0] = (clone(server, template, n) for n in LOOPS)
+            continue
+        url, seconds = timed_preload(server, template, size)
+        started = time.perf_counter()
+        urls["engine", size], urls["ceiling", size] = url, clone(server, url, "ceiling")
+        print(
+            f"preloaded {size:,} connections ({14 * size:,} events' rows) in {seconds:.1f} s, "
+            f"cloned in {time.perf_counter() - started:.1f} s"
+        )
+    return urls
+
+
+def measure(
+    server: EmbeddedPostgres, template: str, sizes: Sequence[int], args: argparse.Namespace
+) -> tuple[dict[tuple[str, int], list[Run]], list[SessionEvent]]:
+    """Every round applies a new stream (new connections) with each loop at each size, the
+    order alternating between rounds so that neither is always measured after the other; the
+    last round is checked, ceiling against engine, at each size, and its events returned."""
+    urls = databases(server, template, sizes)
+    runs: dict[tuple[str, int], list[Run]] = {key: [] for key in urls}
+    for r in range(args.rounds):
+        prefix = "conn" if args.rounds == 1 else f"round{r}"
+        events = stream(args.connections, prefix=prefix, producer="bench")
+        messages = messages_of(events)
+        order = 1 if r % 2 == 0 else -1
+        for size in sizes[::order]:
+            done = {}
+            for name in list(LOOPS)[::order]:
+                done[name] = LOOPS[name](urls[name, size], messages, args.batch)
+                runs[name, size].append(done[name])
+                if args.rounds > 1:
+                    print(f"round {r + 1}, {name}{at(size)}: {done[name].line()}")
+            if r == args.rounds - 1:
+                comparison = check(urls["engine", size], urls["ceiling", size], events, done)
+                print(f"{comparison.summary()}{at(size)}")
+    return runs, events
+
+
+def at(size: int) -> str:
+    return f" at {size:,} preloaded" if size else ""
+
+
+def compare_loops(server: EmbeddedPostgres, template: str, args: argparse.Namespace) -> None:
+    """The default run: engine and ceiling on the same events, then the naive approach."""
+    runs, events = measure(server, template, (0,), args)
+    engine, ceiling = (median_run(runs[name, 0]) for name in LOOPS)
+    rounds = f", median of {args.rounds} rounds" if args.rounds > 1 else ""
+    print(
+        f"engine: {engine.events} events, {args.connections} connections, batch {args.batch}, "
+        f"message bytes → StatusChanged bytes{rounds}: {engine.line()}"
+    )
+    print(f"ceiling (psycopg 3 + fastavro, same events, same rows): {ceiling.line()}")
+    print(
+        f"ratio engine/ceiling: {engine.rate / ceiling.rate:.2f} in events/s; "
+        f"{ceiling.cpu_micros / engine.cpu_micros:.2f} in CPU per event, client and server "
+        f"(the engine does {engine.cpu_micros / ceiling.cpu_micros:.1f}x the ceiling's work)"
+    )
+    if not args.skip_naive:
+        naive = run_naive(clone(server, template, "naive"), events)
+        print(f"naive (machine instance + commit per event), same events: {naive:,.0f} events/s")
+        print(f"ratio engine/naive: {engine.rate / naive:.1f}x")
+    if args.profile or args.statements:
+        diagnose(server, template, messages_of(events), args)
+
+
+def compare_sizes(server: EmbeddedPostgres, template: str, args: argparse.Namespace) -> None:
+    """Engine and ceiling at 1,000 and at N preloaded connections: the cost per event each."""
+    sizes = (BASELINE_PRELOADED, args.connections_preloaded)
+    runs, _ = measure(server, template, sizes, args)
+    small, large = sizes
+    for name in LOOPS:
+        for measure_name, of in (("µs/event", "micros"), ("CPU µs/event", "cpu_micros")):
+            at_small, at_large = (
+                statistics.median(getattr(run, of) for run in runs[name, size]) for size in sizes
+            )
+            growth = at_large / at_small
+            print(
+                f"{name} {measure_name}: {at_small:.1f} at {small:,} preloaded, {at_large:.1f} "
+                f"at {large:,} (medians of {args.rounds} rounds of {14 * args.connections} "
+                f"events): {growth:.2f}x (goal within {GROWTH_GOAL:.2f}x: "
+                f"{'met' if growth <= GROWTH_GOAL else 'NOT met'})"
+            )
+    for size in sizes:
+        engine, ceiling = (median_run(runs[name, size]) for name in LOOPS)
+        print(
+            f"ratio engine/ceiling{at(size)}: {engine.rate / ceiling.rate:.2f} in events/s, "
+            f"{ceiling.cpu_micros / engine.cpu_micros:.2f} in CPU per event"
+        )
+
+
+def median_run(runs: Sequence[Run]) -> Run:
+    """The run of median wall time (the faster of the middle two of an even count)."""
+    return sorted(runs, key=lambda run: run.seconds)[(len(runs) - 1) // 2]
+
+
+def diagnose(
+    server: EmbeddedPostgres, template: str, messages: Sequence[Message], args: argparse.Namespace
+) -> None:
+    """Each loop once more on its own clone, under cProfile (the costs, cumulative and self)
+    or with its statements timed; never the measured runs, which neither would leave alone."""
+    for name, loop in LOOPS.items():
+        url = clone(server, template, f"diagnosed_{name}")
+        if args.statements:
+            with timed_statements() as times:
+                run = loop(url, messages, args.batch)
+            print(f"\n{name}, statement by statement: {run.line()}")
+            print("\n".join(statement_report(times, run.events, run.seconds)))
+            continue
+        profile = cProfile.Profile()
+        run = loop(url, messages, args.batch, profile)
+        target = args.profile.with_name(f"{args.profile.stem}.{name}{args.profile.suffix}")
+        profile.dump_stats(target)
+        print(f"\n{name} under cProfile: {run.line()}; stats in {target}")
+        stats = pstats.Stats(profile).strip_dirs()
+        for order in ("cumulative", "tottime"):
+            print(f"-- {name}, top {PROFILE_TOP} by {order}")
+            stats.sort_stats(order).print_stats(PROFILE_TOP)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--connections", type=int, default=2000)
     parser.add_argument("--batch", type=int, default=1000)
-    args = parser.parse_args()
-    events = stream(args.connections, producer="bench")
-    with tempfile.TemporaryDirectory() as tmp, EmbeddedPostgres(Path(tmp) / "pg") as server:
-        engine_rate = run_engine(fresh_database(server, "engine"), events, args.batch)
-        naive_rate = run_naive(fresh_database(server, "naive"), events)
-    print(
-        f"engine: {len(events)} events, {args.connections} connections, "
-        f"batch {args.batch}: {engine_rate:,.0f} events/s"
+    parser.add_argument("--connections-preloaded", type=int, default=0, metavar="N")
+    parser.add_argument(
+        "--rounds", type=int, help="1, or 3 with --connections-preloaded; medians reported"
     )
-    print(f"naive (machine instance + commit per event), same events: {naive_rate:,.0f} events/s")
-    print(f"ratio engine/naive: {engine_rate / naive_rate:.1f}x")
+    parser.add_argument("--skip-naive", action="store_true", help="it takes minutes")
+    parser.add_argument("--profile", type=Path, metavar="FILE", help="FILE.engine, FILE.ceiling")
+    parser.add_argument("--statements", action="store_true", help="time each statement")
+    args = parser.parse_args()
+    if args.rounds is None:
+        args.rounds = 3 if args.connections_preloaded else 1
+    if args.connections_preloaded and (args.profile or args.statements):
+        parser.error("--profile and --statements run with the default loops only")
+    if args.profile and args.statements:
+        parser.error("one of --profile and --statements: each disturbs the other")
+    print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores at the start")
+    with tempfile.TemporaryDirectory() as tmp, EmbeddedPostgres(Path(tmp) / "pg") as server:
+        template = migrated(server)
+        if args.connections_preloaded:
+            compare_sizes(server, template, args)
+        else:
+            compare_loops(server, template, args)
+    print(f"load average {os.getloadavg()[0]:.2f} at the end")
 
 
 if __name__ == "__main__":
