@@ -10,6 +10,7 @@ import typer
 
 from syncstatus.bootstrap import Application, build, build_service
 from syncstatus.cli import dead_letters
+from syncstatus.runtime.heap import settle_after_start
 from syncstatus.runtime.logs import configure_logging
 from syncstatus.runtime.process import Loop
 from syncstatus.settings import Settings
@@ -33,7 +34,9 @@ def run() -> None:
     settings = Settings()
     configure_logging(settings.log_level, settings.log_json)
     application = build(settings)
-    code = build_service(application).run()
+    service = build_service(application)
+    settle_after_start()
+    code = service.run()
     application.close()
     raise typer.Exit(code)
 
@@ -77,6 +80,7 @@ def dev(
         application = build(settings)
         service = build_service(application)
         service.loops.append(_dashboard(application))
+        settle_after_start()
         typer.echo(_dev_banner(settings))
         if demo:
             from syncstatus.cli.demo import run_demo

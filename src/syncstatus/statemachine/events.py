@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import Enum
+from functools import cached_property
 from typing import Any
 
 
@@ -49,7 +50,7 @@ class EventType(Enum):
     ACCOUNTS_SYNC_FAILED = "ACCOUNTS_SYNC_FAILED"
     CONNECTION_DELETED = "CONNECTION_DELETED"
 
-    @property
+    @cached_property
     def family(self) -> EventFamily:
         """The family whose topic may carry this type.
 
@@ -66,7 +67,7 @@ class EventType(Enum):
             return EventFamily.WEBHOOK
         return EventFamily.PIPELINE
 
-    @property
+    @cached_property
     def changes_status(self) -> bool:
         """Account events feed the connections view and its history, never the status."""
         return not self.name.startswith("ACCOUNTS_")

@@ -7,6 +7,7 @@ that turns an integer into a status refuses them the same way.
 from __future__ import annotations
 
 from enum import IntEnum
+from functools import cached_property
 
 
 class Stage(IntEnum):
@@ -46,25 +47,25 @@ class Status(IntEnum):
     WAITING_FOR_WEBHOOK = 25
     DISCONNECTED = 26
 
-    @property
+    @cached_property
     def label(self) -> str:
         """The name the product documents and the dashboard show."""
         return _INFO[self][0]
 
-    @property
+    @cached_property
     def stage(self) -> Stage:
         return _INFO[self][1]
 
-    @property
+    @cached_property
     def is_error(self) -> bool:
         return _INFO[self][2]
 
-    @property
+    @cached_property
     def ends_session(self) -> bool:
         """A session that reached this status is over (until a new one starts)."""
         return self.is_error or self.stage is Stage.END or self is Status.DEAUTHORIZED
 
-    @property
+    @cached_property
     def syncing(self) -> bool:
         """A sync or refresh runs: a stage after authorization, not ended. 9 Authorized waits
         for the first sync, so it is not one."""

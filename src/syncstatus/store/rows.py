@@ -4,10 +4,11 @@ accounts and credentials, events and origins kept as JSON, and the status_histor
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
+from enum import Enum
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 from psycopg.types.json import Jsonb
 from sqlalchemy.dialects import postgresql
@@ -25,6 +26,22 @@ from syncstatus.statemachine.runs import RunOutcome, RunState
 from syncstatus.statemachine.statuses import Status
 from syncstatus.statemachine.view import AccountRow, AccountsState, ConnectionView, CredentialRow
 from syncstatus.store import schema
+
+E = TypeVar("E", bound=Enum)
+
+
+def _member_of(enum: type[E]) -> Callable[[Any], E]:
+    """A stored value's enum member by dict lookup: the enum's own call costs several times
+    more, and loading a batch makes about eight per event."""
+    return {member.value: member for member in enum}.__getitem__
+
+
+_status = _member_of(Status)
+_substage = _member_of(Substage)
+_event_type = _member_of(EventType)
+_failure_class = _member_of(FailureClass)
+_run_outcome = _member_of(RunOutcome)
+_accounts_state = _member_of(AccountsState)
 
 HISTORY_COLUMNS = (
     "connection_id",
@@ -79,18 +96,18 @@ def transition_from_row(row: Sequence[Any]) -> Transition:
         sequence=sequence,
         session_id=sid,
         app=app,
-        from_status=None if from_status is None else Status(from_status),
-        to_status=Status(to_status),
+        from_status=None if from_status is None else _status(from_status),
+        to_status=_status(to_status),
         event_id=event_id,
-        event_type=EventType(event_type),
+        event_type=_event_type(event_type),
         producer=producer,
         occurred_at=occurred_at,
         recorded_at=recorded_at,
         error=error,
-        substage=Substage(substage) if substage else None,
+        substage=_substage(substage) if substage else None,
         failure=None
         if failure_class is None
-        else Failure(FailureClass(failure_class), retryable, code),
+        else Failure(_failure_class(failure_class), retryable, code),
         workspace_id=workspace_id,
     )
 
@@ -128,15 +145,15 @@ def connection_from_row(row: Sequence[Any]) -> Connection:
         connection_id=cid,
         app=app,
         workspace_id=workspace_id,
-        status=Status(status),
+        status=_status(status),
         version=version,
         loaded_version=version,
         session_id=session_id,
         session_opened_at=opened_at,
         session_opened_by=opened_by,
         status_changed_at=changed_at,
-        completed_substages=frozenset(Substage(s) for s in substages),
-        timed_out_from=None if timed_out_from is None else Status(timed_out_from),
+        completed_substages=frozenset(_substage(s) for s in substages),
+        timed_out_from=None if timed_out_from is None else _status(timed_out_from),
         holds_credentials=holds_credentials,
         deleted_at=deleted_at,
         producer_marks=dict(_mark_from_json(m) for m in marks),
@@ -167,8 +184,8 @@ def _mark_from_json(mark: Sequence[Any]) -> tuple[MarkKey, ProducerMark]:
     producer, of_status, occurred_at, event_type, substage = mark
     return (producer, of_status), ProducerMark(
         datetime.fromisoformat(occurred_at),
-        EventType(event_type),
-        Substage(substage) if substage else None,
+        _event_type(event_type),
+        _substage(substage) if substage else None,
     )
 
 
@@ -275,7 +292,7 @@ def run_state_row(run: RunState) -> tuple[Any, ...]:
 def run_state_from_row(row: Sequence[Any]) -> RunState:
     state, started_at, succeeded_at, failed_at, error = row
     return RunState(
-        None if state is None else RunOutcome(state), started_at, succeeded_at, failed_at, error
+        None if state is None else _run_outcome(state), started_at, succeeded_at, failed_at, error
     )
 
 
@@ -288,13 +305,13 @@ def view_from_row(row: Sequence[Any]) -> ConnectionView:
     return ConnectionView(
         connection_id=cid,
         app=app,
-        status=Status(status),
+        status=_status(status),
         created_at=created_at,
         business_account=business_account,
         business_account_id=business_account_id,
         credentials_valid=credentials_valid,
         credentials_error=credentials_error,
-        accounts_state=AccountsState(accounts_state),
+        accounts_state=_accounts_state(accounts_state),
         accounts_error=accounts_error,
         last_authorized_at=authorized_at,
         last_synced_at=synced_at,
