@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import threading
 from pathlib import Path
 
@@ -160,8 +161,11 @@ def tail(
         + ("the beginning" if from_beginning else "its end"),
         err=True,
     )
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
     try:
-        for record in reader.follow():
+        for record in reader.follow(stop):
             change = messages.decode(record.value)
             if as_json:
                 typer.echo(json.dumps(change, default=str))
@@ -173,8 +177,6 @@ def tail(
                 f"[{change['stage']}]  {change['cause_event_type']}"
                 + (f"  error: {change['error']}" if change["error"] else "")
             )
-    except KeyboardInterrupt:
-        pass
     finally:
         reader.close()
 

@@ -8,6 +8,7 @@ ListOffsets, and so `end_offsets` and `seek_to_end`, lag behind).
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -46,8 +47,10 @@ class TopicReader:
         polled = self._consumer.poll(timeout_ms=timeout_ms)
         return [record for batch in polled.values() for record in batch]
 
-    def follow(self) -> Iterator[ConsumerRecord]:
-        while True:
+    def follow(self, stop: threading.Event) -> Iterator[ConsumerRecord]:
+        """Records as they come, until `stop` is set: a signal handler sets it, so an
+        interrupt never lands inside the client and leaves it half closed."""
+        while not stop.is_set():
             yield from self.poll()
 
     def close(self) -> None:
