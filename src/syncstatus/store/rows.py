@@ -7,7 +7,7 @@ import json
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from enum import Enum
-from functools import partial
+from functools import cache, partial
 from typing import Any, TypeVar
 
 from psycopg.types.json import Jsonb
@@ -349,3 +349,16 @@ def activity_detail(event: SessionEvent) -> str | None:
         return None
     names = ", ".join(a.name for a in event.accounts)
     return f"{len(event.accounts)} accounts" + (f": {names}" if names else "")
+
+
+@cache
+def binary_copy(target: str) -> tuple[str, tuple[str, ...]]:
+    """`table (column, ...)` -> the statement copying into it in binary, and the columns'
+    types, read from the schema so that a column added there is copied with its type."""
+    table, _, columns = target.partition(" ")
+    names = [name.strip() for name in columns.strip("()").split(",")]
+    types = tuple(
+        schema.metadata.tables[table].c[name].type.compile(dialect=postgresql.dialect()).lower()
+        for name in names
+    )
+    return f"COPY {target} FROM STDIN (FORMAT BINARY)", types

@@ -13,6 +13,7 @@ from syncstatus.store.rows import (
     VIEW_PROJECTED,
     account_from_row,
     account_rows,
+    binary_copy,
     credential_from_row,
     credential_rows,
     view_from_row,
@@ -67,9 +68,9 @@ class PostgresViews:
                 f"DELETE FROM {table} WHERE connection_id = ANY(%b)",
                 ([v.connection_id for v in changed],),
             )
-            with self._raw.cursor().copy(
-                f"COPY {table} ({CHILD_COLUMNS[table]}) FROM STDIN"
-            ) as copy:
+            copy_statement, types = binary_copy(f"{table} ({CHILD_COLUMNS[table]})")
+            with self._raw.cursor().copy(copy_statement) as copy:
+                copy.set_types(types)
                 for view in changed:
                     for row in rows(view):
                         copy.write_row(row)
