@@ -81,7 +81,7 @@ from syncstatus.statemachine.events import EventType, SessionEvent
 E = EventType
 THROUGHPUT_GOAL = 9000.0  # events/s
 P99_GOAL_MS = 50.0
-SERVICE_CODE = "from syncstatus.cli import app; app()"  # what `syncstatus run` runs
+SERVICE_COMMAND = [sys.executable, "-m", "syncstatus.cli", "run"]  # what `syncstatus run` runs
 TANSU_CONSUMER = {"kafka_session_timeout_ms": "2000", "kafka_heartbeat_interval_ms": "500"}
 
 
@@ -211,7 +211,7 @@ class ServiceProcess:
         self.log_file = log_file
         with log_file.open("ab") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-c", SERVICE_CODE, "run"],
+                SERVICE_COMMAND,
                 env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=out,
