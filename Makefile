@@ -43,9 +43,12 @@ test: install chromium
 
 # The benchmarks and the full fault campaign whose figures the README quotes.
 bench: install
-	$(BIN)/python -m bench.engine
-	$(BIN)/python -m bench.pipeline
+	$(BIN)/python -m bench.engine --rounds 3
+	$(BIN)/python -m bench.pipeline --runs 5
+	$(BIN)/python -m bench.webhooks
+	$(BIN)/python -m bench.scale
 	$(BIN)/python -m bench.faults
+	$(BIN)/python -m bench.soak
 
 # Re-resolve every lock from pyproject.toml: runtime (the Docker image), dev (the embedded
 # servers), test, and build (setuptools for the project itself). Each later lock is

@@ -95,23 +95,13 @@ def flow_events(prefix: str, connections: int, start: datetime) -> list[SessionE
 # --- the status-topic reader (its own process) ----------------------------------------------
 
 
-def _reader_main(
-    kafka_config: dict[str, Any],
-    status_topic: str,
-    dead_letter_topic: str,
-    pipe: multiprocessing.connection.Connection,
-    seen: Any,
-    dead_letters: Any,
-) -> None:
-    """Record the first arrival time of each cause_event_id until told to stop."""
-    from kafka import KafkaConsumer, TopicPartition
+def assign_all(consumer: Any, topics: tuple[str, ...]) -> None:
+    """Every partition of `topics`, from the beginning, without a group (waiting up to 10 s
+    for each topic to appear)."""
+    from kafka import TopicPartition
 
-    from syncstatus.schemas.messages import StatusChangeMessages
-
-    messages = StatusChangeMessages()
-    consumer = KafkaConsumer(**kafka_config, enable_auto_commit=False, fetch_max_wait_ms=10)
     partitions = []
-    for topic in (status_topic, dead_letter_topic):
+    for topic in topics:
         deadline = time.monotonic() + 10
         found = consumer.partitions_for_topic(topic)
         while not found and time.monotonic() < deadline:
@@ -122,6 +112,24 @@ def _reader_main(
         partitions += [TopicPartition(topic, p) for p in sorted(found)]
     consumer.assign(partitions)
     consumer.seek_to_beginning(*partitions)
+
+
+def _reader_main(
+    kafka_config: dict[str, Any],
+    status_topic: str,
+    dead_letter_topic: str,
+    pipe: multiprocessing.connection.Connection,
+    seen: Any,
+    dead_letters: Any,
+) -> None:
+    """Record the first arrival time of each cause_event_id until told to stop."""
+    from kafka import KafkaConsumer
+
+    from syncstatus.schemas.messages import StatusChangeMessages
+
+    messages = StatusChangeMessages()
+    consumer = KafkaConsumer(**kafka_config, enable_auto_commit=False, fetch_max_wait_ms=10)
+    assign_all(consumer, (status_topic, dead_letter_topic))
     consumer.poll(timeout_ms=50)
     clock_offset = time.time() - time.monotonic()  # wall → monotonic, for recorded_at
     pipe.send("ready")
