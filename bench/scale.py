@@ -24,16 +24,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import statistics
 import time
-import urllib.request
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
+from tests.helpers.service_metrics import assigned_partitions
 from tests.helpers.streams import FLOW
 
 from bench.pipeline import (
@@ -68,16 +67,6 @@ class Measured:
     @property
     def rate(self) -> float:
         return self.events / self.seconds if self.seconds else 0.0
-
-
-def assigned_partitions(port: int) -> float:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics/", timeout=2) as response:
-            text = response.read().decode()
-    except OSError:
-        return 0
-    match = re.search(r"^syncstatus_consumer_assigned_partitions (\S+)$", text, re.M)
-    return float(match.group(1)) if match else 0
 
 
 def wait_assigned(ports: list[int], services: list[ServiceProcess], timeout_s: float) -> None:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import re
 import signal
 import time
-import urllib.request
 
 from syncstatus.devtools.embedded import free_port
+from tests.helpers.service_metrics import assigned_partitions
 
 from .support import (
     OutputReader,
@@ -19,16 +18,6 @@ from .support import (
 )
 
 CONNECTIONS = 1000
-
-
-def assigned_partitions(port: int) -> float:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics/", timeout=2) as response:
-            text = response.read().decode()
-    except OSError:
-        return 0
-    match = re.search(r"^syncstatus_consumer_assigned_partitions (\S+)$", text, re.M)
-    return float(match.group(1)) if match else 0
 
 
 def test_two_instances_share_partitions_and_survive_losing_one(kafka, database_url, tmp_path):
