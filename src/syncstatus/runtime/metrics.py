@@ -6,6 +6,7 @@ engine and the adapters stay free of metrics code.
 
 from __future__ import annotations
 
+from collections import Counter as Tally
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -111,24 +112,35 @@ class Metrics:
         return make
 
     def record_batch(self, report: BatchReport) -> None:
+        """Counted per label set first: a batch holds up to a thousand events of a few
+        kinds, and each `labels()` call takes the metric's lock."""
         self.batch_size.observe(len(report.consumed))
         self.apply_seconds.observe(report.seconds)
-        for topic, kind in report.consumed:
-            self.consumed.labels(topic, kind).inc()
-        for producer, reason in report.rejected:
-            self.refusals.labels(self._producer(producer), reason).inc()
+        _add(self.consumed, Tally(report.consumed))
+        _add(self.refusals, Tally((self._producer(p), r) for p, r in report.rejected))
         self.record_result(report.result)
 
     def record_result(self, result: BatchResult) -> None:
-        for outcome in result.outcomes:
-            self.outcomes.labels(outcome.value).inc()
-        for t in result.transitions:
-            source = "new" if t.from_status is None else str(int(t.from_status))
-            self.transitions.labels(source, str(int(t.to_status))).inc()
-            if t.failure_class is not None:
-                self.failures.labels(t.app, t.failure_class.value).inc()
-        for r in result.refusals:
-            self.refusals.labels(self._producer(r.event.producer), r.reason.value).inc()
+        _add(self.outcomes, Tally((o.value,) for o in result.outcomes))
+        _add(
+            self.transitions,
+            Tally(
+                ("new" if t.from_status is None else str(int(t.from_status)), str(int(t.to_status)))
+                for t in result.transitions
+            ),
+        )
+        _add(
+            self.failures,
+            Tally(
+                (t.app, t.failure_class.value)
+                for t in result.transitions
+                if t.failure_class is not None
+            ),
+        )
+        _add(
+            self.refusals,
+            Tally((self._producer(r.event.producer), r.reason.value) for r in result.refusals),
+        )
 
     def _producer(self, producer: str | None) -> str:
         """The producer label: producers name themselves in each event, so past
@@ -144,6 +156,11 @@ class Metrics:
         self.record_result(result)
         for t in result.transitions:
             self.timeouts.labels(str(int(t.to_status))).inc()
+
+
+def _add(metric: Any, counts: Tally[tuple[str, ...]]) -> None:
+    for labels, count in counts.items():
+        metric.labels(*labels).inc(count)
 
 
 class _Backlogs(Collector):
