@@ -1,8 +1,9 @@
 """The connection repository: aggregates loaded under lock and what they decided written back.
 
 The hot path talks to psycopg directly through the SQLAlchemy-managed connection: COPY for the
-insert-only tables and one `unnest` statement per table for the rest, so a batch of 1,000 events
-costs a handful of round trips instead of thousands.
+insert-only tables, and for the rest COPY into a staging table and one statement from it
+(`store.staging`), so a batch of 1,000 events costs a handful of round trips instead of
+thousands.
 """
 
 from __future__ import annotations
@@ -21,28 +22,25 @@ from syncstatus.store.rows import (
     HISTORY_COLUMNS,
     activity_detail,
     binary_copy,
-    connection_columns,
     connection_from_row,
+    connection_row,
     event_from_json,
     event_json,
     history_row,
-    marks_json,
     origin_json,
 )
+from syncstatus.store.staging import stage, staging
 
-_UNNEST_CONNECTIONS = (
-    "unnest(%b::text[], %b::text[], %b::smallint[], %b::int[], %b::text[], %b::timestamptz[], "
-    "%b::text[], %b::timestamptz[], %b::text[], %b::smallint[], %b::boolean[], "
-    "%b::timestamptz[], %b::text[], %b::int[]) AS v(connection_id, app, status, version, "
-    "session_id, session_opened_at, session_opened_by, status_changed_at, substages, "
-    "timed_out_from, holds_credentials, deleted_at, workspace_id, expected)"
+_STAGED_CONNECTIONS = staging(
+    "connections",
+    tuple(name.strip() for name in CONNECTION_COLUMNS.split(",")),
+    (("expected", "version"),),
 )
-"""Binary parameters: psycopg escapes every element of a text-format array with a regular
-expression, ten times the cost of the whole statement on the server."""
-_CONNECTION_VALUES = (
-    "connection_id, app, status, version, session_id, session_opened_at, session_opened_by, "
-    "status_changed_at, string_to_array(substages, ','), timed_out_from, holds_credentials, "
-    "deleted_at, %b::jsonb -> connection_id, workspace_id"
+"""Each changed connection's row and the version it was loaded at."""
+_UPDATED = ", ".join(
+    f"{name} = v.{name}"
+    for name in _STAGED_CONNECTIONS.columns
+    if name not in ("connection_id", "workspace_id", "expected")
 )
 _ACTIVITY_COLUMNS = (
     "connection_id, session_id, event_id, event_type, occurred_at, recorded_at, error, detail"
@@ -202,29 +200,22 @@ class PostgresConnections:
         new = [c for c in changed if c.loaded_version == 0 and c.status is not None]
         existing = [c for c in changed if c.loaded_version > 0]
         if new:
+            staged = stage(self._raw, _STAGED_CONNECTIONS, [(*connection_row(c), 0) for c in new])
             rows = self._raw.execute(
-                f"INSERT INTO connections ({CONNECTION_COLUMNS}) SELECT {_CONNECTION_VALUES} "
-                f"FROM {_UNNEST_CONNECTIONS} ON CONFLICT DO NOTHING RETURNING 1",
-                (marks_json(new), *connection_columns(new), [0] * len(new)),
+                f"INSERT INTO connections ({CONNECTION_COLUMNS}) SELECT {CONNECTION_COLUMNS} "
+                f"FROM {staged} ON CONFLICT DO NOTHING RETURNING 1"
             ).fetchall()
             if len(rows) != len(new):
                 raise ConcurrentUpdate("a new connection was created by another writer")
         if existing:
+            staged = stage(
+                self._raw,
+                _STAGED_CONNECTIONS,
+                [(*connection_row(c), c.loaded_version) for c in existing],
+            )
             cur = self._raw.execute(
-                "UPDATE connections c SET app = v.app, status = v.status, version = v.version, "
-                "session_id = v.session_id, session_opened_at = v.session_opened_at, "
-                "session_opened_by = v.session_opened_by, "
-                "status_changed_at = v.status_changed_at, "
-                "completed_substages = string_to_array(v.substages, ','), "
-                "timed_out_from = v.timed_out_from, holds_credentials = v.holds_credentials, "
-                "deleted_at = v.deleted_at, producer_marks = %b::jsonb -> v.connection_id "
-                f"FROM {_UNNEST_CONNECTIONS} "
-                "WHERE c.connection_id = v.connection_id AND c.version = v.expected",
-                (
-                    marks_json(existing),
-                    *connection_columns(existing),
-                    [c.loaded_version for c in existing],
-                ),
+                f"UPDATE connections c SET {_UPDATED} FROM {staged} v "
+                "WHERE c.connection_id = v.connection_id AND c.version = v.expected"
             )
             if cur.rowcount != len(existing):
                 raise ConcurrentUpdate("a connection was changed by another writer")

@@ -4,7 +4,7 @@ accounts and credentials, events and origins kept as JSON, and the status_histor
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from enum import Enum
 from functools import cache, partial
@@ -160,40 +160,23 @@ def connection_from_row(row: Sequence[Any]) -> Connection:
     )
 
 
-def connection_columns(connections: Sequence[Connection]) -> tuple[list[Any], ...]:
-    """Column arrays of the connections, in CONNECTION_COLUMNS order (marks aside, the
-    workspace last)."""
+def connection_row(c: Connection) -> tuple[Any, ...]:
+    """A connection's values in CONNECTION_COLUMNS order."""
     return (
-        [c.connection_id for c in connections],
-        [c.app for c in connections],
-        [int(c.status) for c in connections],
-        [c.version for c in connections],
-        [c.session_id for c in connections],
-        [c.session_opened_at for c in connections],
-        [c.session_opened_by for c in connections],
-        [c.status_changed_at for c in connections],
-        [",".join(sorted(s.value for s in c.completed_substages)) for c in connections],
-        [None if c.timed_out_from is None else int(c.timed_out_from) for c in connections],
-        [c.holds_credentials for c in connections],
-        [c.deleted_at for c in connections],
-        [c.workspace_id for c in connections],
-    )
-
-
-def _mark_from_json(mark: Sequence[Any]) -> tuple[MarkKey, ProducerMark]:
-    producer, of_status, occurred_at, event_type, substage = mark
-    return (producer, of_status), ProducerMark(
-        datetime.fromisoformat(occurred_at),
-        _event_type(event_type),
-        _substage(substage) if substage else None,
-    )
-
-
-def marks_json(connections: Sequence[Connection]) -> Jsonb:
-    """Every connection's producer marks as one document, keyed by connection id."""
-    return Jsonb(
-        {
-            c.connection_id: [
+        c.connection_id,
+        c.app,
+        int(c.status),
+        c.version,
+        c.session_id,
+        c.session_opened_at,
+        c.session_opened_by,
+        c.status_changed_at,
+        sorted(s.value for s in c.completed_substages),
+        None if c.timed_out_from is None else int(c.timed_out_from),
+        c.holds_credentials,
+        c.deleted_at,
+        Jsonb(
+            [
                 [
                     producer,
                     of_status,
@@ -203,8 +186,17 @@ def marks_json(connections: Sequence[Connection]) -> Jsonb:
                 ]
                 for (producer, of_status), m in c.producer_marks.items()
             ]
-            for c in connections
-        }
+        ),
+        c.workspace_id,
+    )
+
+
+def _mark_from_json(mark: Sequence[Any]) -> tuple[MarkKey, ProducerMark]:
+    producer, of_status, occurred_at, event_type, substage = mark
+    return (producer, of_status), ProducerMark(
+        datetime.fromisoformat(occurred_at),
+        _event_type(event_type),
+        _substage(substage) if substage else None,
     )
 
 
@@ -239,10 +231,6 @@ VIEW_PROJECTED = (
 can_extract, can_sync_accounts and sync_in_progress are the domain's rules, stored so the
 scheduler can select by them."""
 VIEW_COLUMNS = ", ".join(("connection_id", "created_at", *VIEW_PROJECTED))
-VIEW_ARRAYS = ", ".join(
-    f"%b::{schema.connection_view.c[name].type.compile(dialect=postgresql.dialect())}[]"
-    for name in ("connection_id", "created_at", *VIEW_PROJECTED)
-)
 CHILD_COLUMNS = {
     "accounts": "connection_id, account_id, name, status, created_at, updated_at",
     "credentials": "connection_id, credential_id, added_at",
@@ -357,8 +345,12 @@ def binary_copy(target: str) -> tuple[str, tuple[str, ...]]:
     types, read from the schema so that a column added there is copied with its type."""
     table, _, columns = target.partition(" ")
     names = [name.strip() for name in columns.strip("()").split(",")]
-    types = tuple(
+    return f"COPY {target} FROM STDIN (FORMAT BINARY)", column_types(table, names)
+
+
+def column_types(table: str, columns: Iterable[str]) -> tuple[str, ...]:
+    """The PostgreSQL type of each column, as COPY's `set_types` takes it."""
+    return tuple(
         schema.metadata.tables[table].c[name].type.compile(dialect=postgresql.dialect()).lower()
-        for name in names
+        for name in columns
     )
-    return f"COPY {target} FROM STDIN (FORMAT BINARY)", types

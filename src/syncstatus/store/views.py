@@ -8,7 +8,6 @@ from typing import Any
 from syncstatus.statemachine.view import ConnectionView
 from syncstatus.store.rows import (
     CHILD_COLUMNS,
-    VIEW_ARRAYS,
     VIEW_COLUMNS,
     VIEW_PROJECTED,
     account_from_row,
@@ -19,6 +18,10 @@ from syncstatus.store.rows import (
     view_from_row,
     view_row,
 )
+from syncstatus.store.staging import stage, staging
+
+_STAGED_VIEWS = staging("connection_view", tuple(name.strip() for name in VIEW_COLUMNS.split(",")))
+_PROJECTED = ", ".join(f"{c} = EXCLUDED.{c}" for c in VIEW_PROJECTED)
 
 
 class PostgresViews:
@@ -52,11 +55,10 @@ class PostgresViews:
         where they changed."""
         if not views:
             return
+        staged = stage(self._raw, _STAGED_VIEWS, (view_row(v) for v in views))
         self._raw.execute(
-            f"INSERT INTO connection_view ({VIEW_COLUMNS}) SELECT * FROM unnest({VIEW_ARRAYS}) "
-            "ON CONFLICT (connection_id) DO UPDATE SET "
-            + ", ".join(f"{c} = EXCLUDED.{c}" for c in VIEW_PROJECTED),
-            [list(column) for column in zip(*(view_row(v) for v in views), strict=True)],
+            f"INSERT INTO connection_view ({VIEW_COLUMNS}) SELECT {VIEW_COLUMNS} FROM {staged} "
+            f"ON CONFLICT (connection_id) DO UPDATE SET {_PROJECTED}"
         )
         for table, changed, rows in (
             ("accounts", [v for v in views if v.accounts_changed], account_rows),
