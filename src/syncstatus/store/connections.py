@@ -31,11 +31,7 @@ from syncstatus.store.rows import (
 )
 from syncstatus.store.staging import stage, staging
 
-_STAGED_CONNECTIONS = staging(
-    "connections",
-    tuple(name.strip() for name in CONNECTION_COLUMNS.split(",")),
-    (("expected", "version"),),
-)
+_STAGED_CONNECTIONS = staging("connections", CONNECTION_COLUMNS, (("expected", "version"),))
 """Each changed connection's row and the version it was loaded at."""
 _UPDATED = ", ".join(
     f"{name} = v.{name}"

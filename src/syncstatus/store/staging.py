@@ -29,11 +29,11 @@ class Staging:
 
 
 @cache
-def staging(
-    table: str, columns: tuple[str, ...], extra: tuple[tuple[str, str], ...] = ()
-) -> Staging:
-    """`extra`: (name, column of `table` whose type it has), e.g. the version a row expects."""
+def staging(table: str, listed: str, extra: tuple[tuple[str, str], ...] = ()) -> Staging:
+    """`listed`: the columns as a statement lists them ("a, b, c"); `extra`: (name, column of
+    `table` whose type it has), e.g. the version a row expects."""
     name = f"staged_{table}"
+    columns = tuple(column.strip() for column in listed.split(","))
     selected = [*columns, *(f"{like} AS {extra_name}" for extra_name, like in extra)]
     names = (*columns, *(extra_name for extra_name, _ in extra))
     types = column_types(table, [*columns, *(like for _, like in extra)])

@@ -20,7 +20,7 @@ from syncstatus.store.rows import (
 )
 from syncstatus.store.staging import stage, staging
 
-_STAGED_VIEWS = staging("connection_view", tuple(name.strip() for name in VIEW_COLUMNS.split(",")))
+_STAGED_VIEWS = staging("connection_view", VIEW_COLUMNS)
 _PROJECTED = ", ".join(f"{c} = EXCLUDED.{c}" for c in VIEW_PROJECTED)
 
 
