@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import gc
 import threading
 from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
 
+from syncstatus.runtime.heap import YOUNGEST_THRESHOLD
 from syncstatus.service.engine import StatusEngine, record
 from syncstatus.service.inbound import Inbound, Origin
+from syncstatus.settings import Settings
 from syncstatus.statemachine.connection import Outcome, Policy
 from syncstatus.statemachine.events import EventType
 from syncstatus.statemachine.statuses import Status
 from syncstatus.store.uow import PostgresStore
 from tests.helpers.factories import T0, event, happy_session
+from tests.helpers.streams import stream
 
 E = EventType
 POLICY = Policy(park_window=timedelta(seconds=60), authorization_timeout=timedelta(minutes=15))
@@ -232,3 +236,24 @@ def test_the_sweeper_refuses_events_parked_too_long(engine, db_engine, clock):
     (stored,) = rows(db_engine, "SELECT origin FROM dead_letters")
     assert Origin.from_json(stored.origin) == origin
     assert rows(db_engine, "SELECT count(*) FROM parked_events") == [(0,)]
+
+
+def test_a_full_batch_leaves_the_collector_idle_under_the_service_thresholds(engine):
+    """`syncstatus run` sets the youngest generation's threshold so that a batch's objects,
+    which all live until the batch ends, are freed by reference counting before the collector
+    walks them (runtime/heap.py); this is the worst batch: each event of another connection."""
+    size = Settings().batch_size
+    events = stream(size)
+    engine.apply_batch([Inbound(e) for e in events[:size]])
+    collections: list[int] = []
+    saved = gc.get_threshold()
+    gc.collect()
+    gc.set_threshold(YOUNGEST_THRESHOLD, *saved[1:])
+    gc.callbacks.append(on_collect := lambda phase, info: collections.append(info["generation"]))
+    try:
+        result = engine.apply_batch([Inbound(e) for e in events[size : 2 * size]])
+    finally:
+        gc.callbacks.remove(on_collect)
+        gc.set_threshold(*saved)
+    assert set(result.outcomes) == {Outcome.APPLIED}
+    assert collections == []
