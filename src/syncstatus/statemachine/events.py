@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import Enum
 from functools import cached_property
-from typing import Any
+from typing import Any, TypeVar
 
 
 class EventFamily(Enum):
@@ -233,19 +233,42 @@ class SessionEvent:
         accounts, failure = record.get("accounts"), record.get("failure")
         return cls(
             event_id=_as_uuid(record["event_id"]),
-            type=EventType(record["type"]),
+            type=_EVENT_TYPES(record["type"]),
             connection_id=record["connection_id"],
             session_id=record["session_id"],
             app=record["app"],
             occurred_at=_as_datetime(record["occurred_at"]),
             producer=record["producer"],
             error=record["error"],
-            substage=Substage(record["substage"]) if record["substage"] else None,
+            substage=_SUBSTAGES(record["substage"]) if record["substage"] else None,
             attributes=record["attributes"],
             accounts=None if accounts is None else tuple(_as_account(a) for a in accounts),
             failure=None if failure is None else Failure.from_record(failure),
             workspace_id=record.get("workspace_id"),
         )
+
+
+_E = TypeVar("_E", bound=Enum)
+
+
+class _Members(dict[Any, Any]):
+    def __init__(self, enum: type[Enum]) -> None:
+        super().__init__((member.value, member) for member in enum)
+        self.enum = enum
+
+    def __missing__(self, value: Any) -> Any:
+        raise ValueError(f"{value!r} is not a valid {self.enum.__name__}")
+
+
+def by_value(enum: type[_E]) -> Callable[[Any], _E]:
+    """An enum's member from its value by one dict lookup: the enum's own call costs several
+    times more, and decoding or loading makes several per event. Any other value raises
+    ValueError, as the enum's call does."""
+    return _Members(enum).__getitem__
+
+
+_EVENT_TYPES = by_value(EventType)
+_SUBSTAGES = by_value(Substage)
 
 
 def _as_uuid(value: uuid.UUID | str) -> uuid.UUID:
@@ -260,6 +283,8 @@ def _as_account(value: Mapping[str, str] | Sequence[str]) -> Account:
     return Account(**value) if isinstance(value, Mapping) else Account(*value)
 
 
+_ID_FIELDS = ("connection_id", "session_id", "app", "producer", "workspace_id")
+"""The fields an id rule holds for; only workspace_id may be None (the producer did not say)."""
 DEFAULT_ID_PATTERN = r"(?!\.\.?$)[^\x00-\x1f\x7f/\\]+"
 """Connection, session, app, producer and workspace ids: no control characters, no slash or
 backslash, not `.` or `..`, so every id the consumer takes is one URL path segment the API can
@@ -282,14 +307,13 @@ class EventLimits:
 
     def check(self, event: SessionEvent, now: datetime) -> None:
         """Raise InvalidEvent for an event beyond the limits."""
-        for name in ("connection_id", "session_id", "app", "producer"):
-            self._text(name, getattr(event, name), self.max_id_length)
-            if not self.id_pattern.fullmatch(getattr(event, name)):
-                self._refuse(f"{name} {getattr(event, name)[:80]!r} does not match the id rule")
-        if event.workspace_id is not None:
-            self._text("workspace_id", event.workspace_id, self.max_id_length)
-            if not self.id_pattern.fullmatch(event.workspace_id):
-                self._refuse(f"workspace_id {event.workspace_id[:80]!r} does not match the id rule")
+        ids = (event.connection_id, event.session_id, event.app, event.producer, event.workspace_id)
+        for name, value in zip(_ID_FIELDS, ids, strict=True):
+            if value is None:
+                continue
+            self._text(name, value, self.max_id_length)
+            if not self.id_pattern.fullmatch(value):
+                self._refuse(f"{name} {value[:80]!r} does not match the id rule")
         self._text("error", event.error or "", self.max_text_length)
         if event.failure is not None:
             self._text("failure code", event.failure.code or "", self.max_id_length)

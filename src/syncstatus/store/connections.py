@@ -93,17 +93,16 @@ class PostgresConnections:
         """A parked event keeps the message it came in, so its dead letter carries the
         original bytes whenever it is refused."""
         everything = list(connections)
-        changed = [c for c in everything if c.transitions or c.activities]
+        changed = [c for c in everything if c.applied]
         self._write_connections(changed)
         self._write_sessions(everything)
         released = self._write_parked(everything, origins)
+        transitions = [t for c in changed for t in c.transitions]
         self._copy(
-            f"status_history ({', '.join(HISTORY_COLUMNS)})",
-            [history_row(t) for c in changed for t in c.transitions],
+            f"status_history ({', '.join(HISTORY_COLUMNS)})", [history_row(t) for t in transitions]
         )
         self._copy(
-            "outbox (connection_id, sequence)",
-            [(t.connection_id, t.sequence) for c in changed for t in c.transitions],
+            "outbox (connection_id, sequence)", [(t.connection_id, t.sequence) for t in transitions]
         )
         self._copy(
             f"connection_activity ({_ACTIVITY_COLUMNS})",
