@@ -412,6 +412,8 @@ def main() -> None:
         parser.error("--profile and --statements run with the default loops only")
     if args.profile and args.statements:
         parser.error("one of --profile and --statements: each disturbs the other")
+    if args.profile and not args.profile.parent.is_dir():
+        parser.error(f"--profile {args.profile}: {args.profile.parent} is not a directory")
     print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores at the start")
     with tempfile.TemporaryDirectory() as tmp, EmbeddedPostgres(Path(tmp) / "pg") as server:
         template = migrated(server)
