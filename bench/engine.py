@@ -25,7 +25,8 @@ Both loops run with the garbage-collector settings `syncstatus run` makes once s
 
 Each loop's line gives events/s and µs/event of wall time, and its CPU per event in this
 process and in the PostgreSQL backend that served it: the machine is shared, and a neighbour
-taking a core stretches wall time but not CPU time, so the CPU ratio is the steadier one. The
+taking a core stretches wall time but not CPU time, so the CPU ratio is the steadier one; the
+line ends with the time the garbage collector ran within the loop (part of that CPU). The
 load average is printed at the start and the end for the same reason. `--rounds` repeats the
 engine and the ceiling on new connections, alternating their order, and reports medians.
 
@@ -41,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import gc
 import os
 import pstats
 import statistics
@@ -90,12 +92,14 @@ class Message:
 @dataclass(frozen=True, slots=True)
 class Run:
     """One timed loop: its events, its wall time, the CPU time of this process and of the
-    PostgreSQL backend that served it, and the StatusChanged records it encoded."""
+    PostgreSQL backend that served it, the time the garbage collector ran within it, and the
+    StatusChanged records it encoded."""
 
     events: int
     seconds: float
     cpu_seconds: float
     server_cpu_seconds: float
+    collector_seconds: float
     records: list[bytes]
 
     @property
@@ -117,21 +121,27 @@ class Run:
         )
         return (
             f"{self.rate:,.0f} events/s ({self.micros:.1f} µs/event; CPU per event "
-            f"{client:.1f} µs here + {server:.1f} µs in PostgreSQL)"
+            f"{client:.1f} µs here + {server:.1f} µs in PostgreSQL; garbage collector "
+            f"{1e6 * self.collector_seconds / self.events:.1f} µs)"
         )
 
 
 class Clock:
     """Times a loop: wall time, this process's CPU time and the CPU time of the PostgreSQL
     backend serving it (from /proc). On a shared machine the CPU times are the steadier
-    measure: a neighbour taking a core stretches the wall time, not the work done."""
+    measure: a neighbour taking a core stretches the wall time, not the work done. The
+    collector's own time is counted apart (`gc.callbacks`), since how often it runs depends on
+    the objects a loop keeps alive, not on its statements (`syncstatus.runtime.heap`)."""
 
     def __init__(self, backend_pid: int, profile: cProfile.Profile | None = None) -> None:
         self.backend = psutil.Process(backend_pid)
         self.profile = profile
         self.spent = (0.0, 0.0, 0.0)
+        self.collecting = 0.0
+        self._collection_started = 0.0
 
     def __enter__(self) -> Clock:
+        gc.callbacks.append(self._on_collection)
         self._started = self._now()
         if self.profile:
             self.profile.enable()
@@ -141,9 +151,16 @@ class Clock:
         if self.profile:
             self.profile.disable()
         self.spent = tuple(b - a for a, b in zip(self._started, self._now(), strict=True))
+        gc.callbacks.remove(self._on_collection)
 
     def run(self, events: int, records: list[bytes]) -> Run:
-        return Run(events, *self.spent, records)
+        return Run(events, *self.spent, self.collecting, records)
+
+    def _on_collection(self, phase: str, info: Mapping[str, int]) -> None:
+        if phase == "start":
+            self._collection_started = time.perf_counter()
+        else:
+            self.collecting += time.perf_counter() - self._collection_started
 
     def _now(self) -> tuple[float, float, float]:
         times = self.backend.cpu_times()
