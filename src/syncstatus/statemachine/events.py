@@ -260,15 +260,15 @@ class _Members(dict[Any, Any]):
         raise ValueError(f"{value!r} is not a valid {self.enum.__name__}")
 
 
-def by_value(enum: type[_E]) -> Callable[[Any], _E]:
+def _by_value(enum: type[_E]) -> Callable[[Any], _E]:
     """An enum's member from its value by one dict lookup: the enum's own call costs several
-    times more, and decoding or loading makes several per event. Any other value raises
-    ValueError, as the enum's call does."""
+    times more, and every event decoded makes two. Any other hashable value raises ValueError,
+    which the decoder turns into an invalid event, as it did the enum's own error."""
     return _Members(enum).__getitem__
 
 
-_EVENT_TYPES = by_value(EventType)
-_SUBSTAGES = by_value(Substage)
+_EVENT_TYPES = _by_value(EventType)
+_SUBSTAGES = _by_value(Substage)
 
 
 def _as_uuid(value: uuid.UUID | str) -> uuid.UUID:
@@ -307,8 +307,8 @@ class EventLimits:
 
     def check(self, event: SessionEvent, now: datetime) -> None:
         """Raise InvalidEvent for an event beyond the limits."""
-        ids = (event.connection_id, event.session_id, event.app, event.producer, event.workspace_id)
-        for name, value in zip(_ID_FIELDS, ids, strict=True):
+        for name in _ID_FIELDS:
+            value = getattr(event, name)
             if value is None:
                 continue
             self._text(name, value, self.max_id_length)
