@@ -26,7 +26,8 @@ Both loops run with the garbage-collector settings `syncstatus run` makes once s
 Each loop's line gives events/s and µs/event of wall time, and its CPU per event in this
 process and in the PostgreSQL backend that served it: the machine is shared, and a neighbour
 taking a core stretches wall time but not CPU time, so the CPU ratio is the steadier one; the
-line ends with the time the garbage collector ran within the loop (part of that CPU). The
+line ends with the time the garbage collector ran within the loop (wall time, within the
+loop's own). The
 load average is printed at the start and the end for the same reason. `--rounds` repeats the
 engine and the ceiling on new connections, alternating their order, and reports medians.
 
@@ -141,17 +142,19 @@ class Clock:
         self._collection_started = 0.0
 
     def __enter__(self) -> Clock:
-        gc.callbacks.append(self._on_collection)
         self._started = self._now()
+        gc.callbacks.append(self._on_collection)
         if self.profile:
             self.profile.enable()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.profile:
-            self.profile.disable()
-        self.spent = tuple(b - a for a, b in zip(self._started, self._now(), strict=True))
-        gc.callbacks.remove(self._on_collection)
+        try:
+            if self.profile:
+                self.profile.disable()
+            self.spent = tuple(b - a for a, b in zip(self._started, self._now(), strict=True))
+        finally:
+            gc.callbacks.remove(self._on_collection)
 
     def run(self, events: int, records: list[bytes]) -> Run:
         return Run(events, *self.spent, self.collecting, records)
@@ -434,7 +437,7 @@ def main() -> None:
     print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores at the start")
     with tempfile.TemporaryDirectory() as tmp, EmbeddedPostgres(Path(tmp) / "pg") as server:
         template = migrated(server)
-        settle_after_start()
+        settle_after_start(args.batch)
         if args.connections_preloaded:
             compare_sizes(server, template, args)
         else:

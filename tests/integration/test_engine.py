@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from syncstatus.runtime.heap import YOUNGEST_THRESHOLD
+from syncstatus.runtime.heap import youngest_threshold
 from syncstatus.service.engine import StatusEngine, record
 from syncstatus.service.inbound import Inbound, Origin
 from syncstatus.settings import Settings
@@ -238,22 +238,34 @@ def test_the_sweeper_refuses_events_parked_too_long(engine, db_engine, clock):
     assert rows(db_engine, "SELECT count(*) FROM parked_events") == [(0,)]
 
 
-def test_a_full_batch_leaves_the_collector_idle_under_the_service_thresholds(engine):
+def test_full_batches_leave_the_collector_idle_under_the_service_thresholds(engine):
     """`syncstatus run` sets the youngest generation's threshold so that a batch's objects,
     which all live until the batch ends, are freed by reference counting before the collector
-    walks them (runtime/heap.py); this is the worst batch: each event of another connection."""
-    size = Settings().batch_size
+    walks them (runtime/heap.py). These are the worst batches: each event of another
+    connection, at every step of their sessions."""
+    size = Settings.model_fields["batch_size"].default
     events = stream(size)
     engine.apply_batch([Inbound(e) for e in events[:size]])
     collections: list[int] = []
     saved = gc.get_threshold()
+
+    def on_collect(phase: str, info: dict[str, int]) -> None:
+        collections.append(info["generation"])
+
     gc.collect()
-    gc.set_threshold(YOUNGEST_THRESHOLD, *saved[1:])
-    gc.callbacks.append(on_collect := lambda phase, info: collections.append(info["generation"]))
     try:
-        result = engine.apply_batch([Inbound(e) for e in events[size : 2 * size]])
+        gc.set_threshold(youngest_threshold(size), *saved[1:])
+        gc.callbacks.append(on_collect)
+        outcomes = {
+            outcome
+            for step in range(size, len(events), size)
+            for outcome in engine.apply_batch(
+                [Inbound(e) for e in events[step : step + size]]
+            ).outcomes
+        }
     finally:
-        gc.callbacks.remove(on_collect)
+        if on_collect in gc.callbacks:
+            gc.callbacks.remove(on_collect)
         gc.set_threshold(*saved)
-    assert set(result.outcomes) == {Outcome.APPLIED}
+    assert outcomes == {Outcome.APPLIED}
     assert collections == []

@@ -36,7 +36,7 @@ def run() -> None:
     configure_logging(settings.log_level, settings.log_json)
     application = build(settings)
     service = build_service(application)
-    settle_after_start()
+    settle_after_start(settings.batch_size)
     code = service.run()
     application.close()
     raise typer.Exit(code)
@@ -81,7 +81,7 @@ def dev(
         application = build(settings)
         service = build_service(application)
         service.loops.append(_dashboard(application))
-        settle_after_start()
+        settle_after_start(settings.batch_size)
         typer.echo(_dev_banner(settings))
         if demo:
             from syncstatus.cli.demo import run_demo
