@@ -5,7 +5,7 @@ to keep the unit tier a quick loop. `pytest` alone, and CI, try them all; so doe
 
 from __future__ import annotations
 
-from hypothesis import settings
+from hypothesis import Phase, settings
 
 UNIT_PROFILE = "unit"
 UNIT_SHARE = 5
@@ -18,3 +18,14 @@ settings.register_profile(UNIT_PROFILE, max_examples=max(FEWEST, _DEFAULT // UNI
 def examples(n: int) -> int:
     """`n` scaled by the profile in force (read when the test module is imported)."""
     return max(min(n, FEWEST), n * settings().max_examples // _DEFAULT)
+
+
+def story_settings(n: int) -> settings:
+    """For a test that tells random producer stories: `examples(n)` of them, no deadline, and
+    no shrinking. A failure is read from the story its trace prints; shrinking the random
+    stream behind it takes minutes and gives no shorter story."""
+    return settings(
+        max_examples=examples(n),
+        deadline=None,
+        phases=[Phase.explicit, Phase.reuse, Phase.generate],
+    )

@@ -13,7 +13,7 @@ from collections import Counter
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from hypothesis import Phase, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from syncstatus.service.engine import StatusEngine
@@ -22,7 +22,7 @@ from syncstatus.statemachine.connection import TIMEOUT_PRODUCER, Policy
 from syncstatus.statemachine.events import EventType, Failure, FailureClass, SessionEvent
 from syncstatus.statemachine.statuses import Status
 from syncstatus.statemachine.view import ConnectionView
-from tests.helpers.examples import examples
+from tests.helpers.examples import story_settings
 from tests.helpers.factories import event, happy_session
 from tests.helpers.failure_stories import FailureStory, failure_story
 from tests.helpers.fake_store import FakeStore
@@ -131,13 +131,7 @@ def assert_view_matches(view: ConnectionView, holds: bool | None, want: Expected
     assert card(view.data_refresh) == card(want.data_refresh), f"plan data refresh; {where}"
 
 
-@settings(
-    max_examples=examples(250),
-    deadline=None,
-    # A story is read from the trace the failure prints; shrinking the random stream that
-    # made it takes minutes and gives no shorter story.
-    phases=[Phase.explicit, Phase.reuse, Phase.generate],
-)
+@story_settings(250)
 @given(
     st.randoms(use_true_random=False),
     st.integers(1, 3),

@@ -38,7 +38,7 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
-from hypothesis import Phase, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from syncstatus.service.dead_letters import DeadLetterTriage
@@ -49,7 +49,7 @@ from syncstatus.statemachine.events import EventType, SessionEvent, Substage
 from syncstatus.statemachine.records import RefusalReason
 from syncstatus.statemachine.table import TRANSITIONS
 from syncstatus.statemachine.workspaces import EVERY_WORKSPACE
-from tests.helpers.examples import examples
+from tests.helpers.examples import story_settings
 from tests.helpers.fake_store import FakeStore
 from tests.helpers.oracle import expected
 from tests.helpers.producers import Story, _interleave, _Writer, redelivered, story, topic_of
@@ -424,12 +424,7 @@ def assert_each_connection_ends_where_its_truth_does(run: Run, told: Plan) -> No
             assert (v.event_id in applied) == (v in truth)
 
 
-@settings(
-    max_examples=examples(120),
-    deadline=None,
-    # The failure prints the step that broke the rule; shrinking a random stream gains little.
-    phases=[Phase.explicit, Phase.reuse, Phase.generate],
-)
+@story_settings(120)
 @given(
     st.randoms(use_true_random=False),
     st.integers(1, 3),
