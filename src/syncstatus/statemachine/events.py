@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import Enum
 from functools import cached_property
-from typing import Any, TypeVar
+from typing import Any
 
 
 class EventFamily(Enum):
@@ -233,42 +233,19 @@ class SessionEvent:
         accounts, failure = record.get("accounts"), record.get("failure")
         return cls(
             event_id=_as_uuid(record["event_id"]),
-            type=_EVENT_TYPES(record["type"]),
+            type=EventType(record["type"]),
             connection_id=record["connection_id"],
             session_id=record["session_id"],
             app=record["app"],
             occurred_at=_as_datetime(record["occurred_at"]),
             producer=record["producer"],
             error=record["error"],
-            substage=_SUBSTAGES(record["substage"]) if record["substage"] else None,
+            substage=Substage(record["substage"]) if record["substage"] else None,
             attributes=record["attributes"],
             accounts=None if accounts is None else tuple(_as_account(a) for a in accounts),
             failure=None if failure is None else Failure.from_record(failure),
             workspace_id=record.get("workspace_id"),
         )
-
-
-_E = TypeVar("_E", bound=Enum)
-
-
-class _Members(dict[Any, Any]):
-    def __init__(self, enum: type[Enum]) -> None:
-        super().__init__((member.value, member) for member in enum)
-        self.enum = enum
-
-    def __missing__(self, value: Any) -> Any:
-        raise ValueError(f"{value!r} is not a valid {self.enum.__name__}")
-
-
-def _by_value(enum: type[_E]) -> Callable[[Any], _E]:
-    """An enum's member from its value by one dict lookup: the enum's own call costs several
-    times more, and every event decoded makes two. Any other hashable value raises ValueError,
-    which the decoder turns into an invalid event, as it did the enum's own error."""
-    return _Members(enum).__getitem__
-
-
-_EVENT_TYPES = _by_value(EventType)
-_SUBSTAGES = _by_value(Substage)
 
 
 def _as_uuid(value: uuid.UUID | str) -> uuid.UUID:
