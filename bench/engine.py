@@ -27,16 +27,20 @@ Each loop's line gives events/s and µs/event of wall time, and its CPU per even
 process and in the PostgreSQL backend that served it: the machine is shared, and a neighbour
 taking a core stretches wall time but not CPU time, so the CPU ratio is the steadier one; the
 line ends with the time the garbage collector ran within the loop (wall time, within the
-loop's own). The
-load average is printed at the start and the end for the same reason. `--rounds` repeats the
-engine and the ceiling on new connections, alternating their order, and reports medians.
+loop's own). The load average is printed at the start and the end for the same reason.
+
+The loops run
+interleaved, a batch of one and then a batch of the other (the first to go alternating), each
+timed only while it applies its own batch: this machine changes speed from one second to the
+next, and a ratio of two loops measured minutes apart would mostly measure that. `--rounds`
+repeats them on new connections and reports each round's ratio and the medians.
 
 `--connections-preloaded N` measures instead how the cost per event grows with the tables: the
 engine and the ceiling on databases preloaded (`bench.preload`, by COPY) with 1,000 and with N
-whole sessions, each round on new connections; the goal is a cost at N within 15% of the cost
-at 1,000. `--profile FILE` (cProfile) and `--statements` (each statement timed, client CPU
-apart) add a run of each loop on its own database, after the measured ones, and print where
-the time goes.
+whole sessions, all four interleaved, each round on new connections; the goal is a cost at N
+within 15% of the cost at 1,000. `--profile FILE` (cProfile) and `--statements` (each
+statement timed, client CPU apart) add a run of each loop on its own database, after the
+measured ones, and print where the time goes.
 """
 
 from __future__ import annotations
@@ -128,11 +132,12 @@ class Run:
 
 
 class Clock:
-    """Times a loop: wall time, this process's CPU time and the CPU time of the PostgreSQL
-    backend serving it (from /proc). On a shared machine the CPU times are the steadier
-    measure: a neighbour taking a core stretches the wall time, not the work done. The
-    collector's own time is counted apart (`gc.callbacks`), since how often it runs depends on
-    the objects a loop keeps alive, not on its statements (`syncstatus.runtime.heap`)."""
+    """Times a loop over the windows it runs in: wall time, this process's CPU time and the CPU
+    time of the PostgreSQL backend serving it (from /proc), summed over every `with` block. On
+    a shared machine the CPU times are the steadier measure: a neighbour taking a core
+    stretches the wall time, not the work done. The collector's own time is counted apart
+    (`gc.callbacks`), since how often it runs depends on the objects a loop keeps alive, not
+    on its statements (`syncstatus.runtime.heap`)."""
 
     def __init__(self, backend_pid: int, profile: cProfile.Profile | None = None) -> None:
         self.backend = psutil.Process(backend_pid)
@@ -142,8 +147,8 @@ class Clock:
         self._collection_started = 0.0
 
     def __enter__(self) -> Clock:
-        self._started = self._now()
         gc.callbacks.append(self._on_collection)
+        self._started = self._now()
         if self.profile:
             self.profile.enable()
         return self
@@ -152,7 +157,8 @@ class Clock:
         try:
             if self.profile:
                 self.profile.disable()
-            self.spent = tuple(b - a for a, b in zip(self._started, self._now(), strict=True))
+            window = (b - a for a, b in zip(self._started, self._now(), strict=True))
+            self.spent = tuple(s + w for s, w in zip(self.spent, window, strict=True))
         finally:
             gc.callbacks.remove(self._on_collection)
 
@@ -178,43 +184,79 @@ def messages_of(events: Sequence[SessionEvent]) -> list[Message]:
     ]
 
 
-def run_engine(
-    url: str, messages: Sequence[Message], batch: int, profile: cProfile.Profile | None = None
-) -> Run:
-    db = create_engine(url)
-    engine = StatusEngine(PostgresStore(db), Policy())
-    decode = MessageDecoder(EventMessages(), input_topics(Settings()))
-    status = StatusChangeMessages()
-    with db.connect() as conn:  # the pool's connection, opened here: no event's cost
-        backend = conn.connection.driver_connection.info.backend_pid
-    records: list[bytes] = []
-    with Clock(backend, profile) as clock:
-        for start in range(0, len(messages), batch):
-            decoded = [
-                decode(Origin(m.topic, 0, start + i, m.key, m.value))
-                for i, m in enumerate(messages[start : start + batch])
-            ]
-            inbound = [d for d in decoded if isinstance(d, Inbound)]
-            rejected = [d for d in decoded if not isinstance(d, Inbound)]
-            result = engine.apply_batch(inbound, rejected)
-            records.extend(status.encode(t) for t in result.transitions)
-    db.dispose()
-    return clock.run(len(messages), records)
+class EngineLoop:
+    """What the consumer does with a poll: decode, `StatusEngine.apply_batch`, and the
+    StatusChanged record of each transition, encoded as the relay publishes it."""
+
+    def __init__(self, url: str) -> None:
+        self.db = create_engine(url)
+        self.engine = StatusEngine(PostgresStore(self.db), Policy())
+        self.decode = MessageDecoder(EventMessages(), input_topics(Settings()))
+        self.status = StatusChangeMessages()
+        with self.db.connect() as conn:  # the pool's connection, opened here: no event's cost
+            self.backend_pid = conn.connection.driver_connection.info.backend_pid
+
+    def apply(self, messages: Sequence[Message], first_offset: int) -> list[bytes]:
+        decoded = [
+            self.decode(Origin(m.topic, 0, first_offset + i, m.key, m.value))
+            for i, m in enumerate(messages)
+        ]
+        inbound = [d for d in decoded if isinstance(d, Inbound)]
+        rejected = [d for d in decoded if not isinstance(d, Inbound)]
+        result = self.engine.apply_batch(inbound, rejected)
+        return [self.status.encode(t) for t in result.transitions]
+
+    def close(self) -> None:
+        self.db.dispose()
 
 
-def run_ceiling(
-    url: str, messages: Sequence[Message], batch: int, profile: cProfile.Profile | None = None
-) -> Run:
-    with connect(url) as conn:
-        ceiling = Ceiling(conn, Policy())
-        records: list[bytes] = []
-        with Clock(conn.info.backend_pid, profile) as clock:
-            for start in range(0, len(messages), batch):
-                records.extend(ceiling.apply([m.value for m in messages[start : start + batch]]))
-    return clock.run(len(messages), records)
+class CeilingLoop:
+    """`bench.ceiling` on a psycopg connection of its own."""
+
+    def __init__(self, url: str) -> None:
+        self.conn = connect(url)
+        self.ceiling = Ceiling(self.conn, Policy())
+        self.backend_pid = self.conn.info.backend_pid
+
+    def apply(self, messages: Sequence[Message], first_offset: int) -> list[bytes]:
+        return self.ceiling.apply([m.value for m in messages])
+
+    def close(self) -> None:
+        self.conn.close()
 
 
-LOOPS: dict[str, Callable[..., Run]] = {"engine": run_engine, "ceiling": run_ceiling}
+LOOPS: dict[str, Callable[[str], EngineLoop | CeilingLoop]] = {
+    "engine": EngineLoop,
+    "ceiling": CeilingLoop,
+}
+
+
+Key = tuple[str, int]
+"""A loop's name in LOOPS and the connections its database held before it started."""
+
+
+def interleaved(
+    urls: Mapping[Key, str],
+    messages: Sequence[Message],
+    batch: int,
+    profile: cProfile.Profile | None = None,
+) -> dict[Key, Run]:
+    """Each loop on its own database, batch by batch in turn (the first to go alternating), so
+    that a machine which changes speed from one second to the next changes it for all of them:
+    each is timed only while it applies its own batch."""
+    loops = {key: LOOPS[key[0]](url) for key, url in urls.items()}
+    clocks = {key: Clock(loop.backend_pid, profile) for key, loop in loops.items()}
+    records: dict[Key, list[bytes]] = {key: [] for key in loops}
+    try:
+        for n, start in enumerate(range(0, len(messages), batch)):
+            chunk = messages[start : start + batch]
+            for key in list(loops)[:: 1 if n % 2 == 0 else -1]:
+                with clocks[key]:
+                    records[key].extend(loops[key].apply(chunk, start))
+    finally:
+        for loop in loops.values():
+            loop.close()
+    return {key: clocks[key].run(len(messages), records[key]) for key in loops}
 
 
 def run_naive(url: str, events: list[SessionEvent]) -> float:
@@ -277,14 +319,14 @@ def run_naive(url: str, events: list[SessionEvent]) -> float:
 
 
 def check(
-    engine_url: str, ceiling_url: str, events: Sequence[SessionEvent], runs: Mapping[str, Run]
+    engine_url: str, ceiling_url: str, events: Sequence[SessionEvent], runs: tuple[Run, Run]
 ) -> Comparison:
     return compare(
         engine_url,
         ceiling_url,
         sorted({e.connection_id for e in events}),
         [e.event_id for e in events],
-        (runs["engine"].records, runs["ceiling"].records),
+        (runs[0].records, runs[1].records),
     )
 
 
@@ -310,25 +352,28 @@ def databases(
 def measure(
     server: EmbeddedPostgres, template: str, sizes: Sequence[int], args: argparse.Namespace
 ) -> tuple[dict[tuple[str, int], list[Run]], list[SessionEvent]]:
-    """Every round applies a new stream (new connections) with each loop at each size, the
-    order alternating between rounds so that neither is always measured after the other; the
-    last round is checked, ceiling against engine, at each size, and its events returned."""
+    """Every round applies a new stream (new connections) with every loop at every size,
+    interleaved batch by batch; the last round is checked, ceiling against engine, at each
+    size, and its events returned."""
     urls = databases(server, template, sizes)
-    runs: dict[tuple[str, int], list[Run]] = {key: [] for key in urls}
+    runs: dict[Key, list[Run]] = {key: [] for key in urls}
     for r in range(args.rounds):
         prefix = "conn" if args.rounds == 1 else f"round{r}"
         events = stream(args.connections, prefix=prefix, producer="bench")
-        messages = messages_of(events)
-        order = 1 if r % 2 == 0 else -1
-        for size in sizes[::order]:
-            done = {}
-            for name in list(LOOPS)[::order]:
-                done[name] = LOOPS[name](urls[name, size], messages, args.batch)
-                runs[name, size].append(done[name])
-                if args.rounds > 1:
-                    print(f"round {r + 1}, {name}{at(size)}: {done[name].line()}")
-            if r == args.rounds - 1:
-                comparison = check(urls["engine", size], urls["ceiling", size], events, done)
+        done = interleaved(urls, messages_of(events), args.batch)
+        for key, run in done.items():
+            runs[key].append(run)
+            if args.rounds > 1:
+                print(f"round {r + 1}, {key[0]}{at(key[1])}: {run.line()}")
+        if args.rounds > 1:
+            for size in sizes:
+                print(f"round {r + 1}{at(size)}: {ratios(*(done[n, size] for n in LOOPS))}")
+        if r == args.rounds - 1:
+            for size in sizes:
+                engine, ceiling = (done[name, size] for name in LOOPS)
+                comparison = check(
+                    urls["engine", size], urls["ceiling", size], events, (engine, ceiling)
+                )
                 print(f"{comparison.summary()}{at(size)}")
     return runs, events
 
@@ -379,10 +424,14 @@ def compare_sizes(server: EmbeddedPostgres, template: str, args: argparse.Namesp
             )
     for size in sizes:
         engine, ceiling = (median_run(runs[name, size]) for name in LOOPS)
-        print(
-            f"ratio engine/ceiling{at(size)}: {engine.rate / ceiling.rate:.2f} in events/s, "
-            f"{ceiling.cpu_micros / engine.cpu_micros:.2f} in CPU per event"
-        )
+        print(f"medians{at(size)}: {ratios(engine, ceiling)}")
+
+
+def ratios(engine: Run, ceiling: Run) -> str:
+    return (
+        f"engine/ceiling {engine.rate / ceiling.rate:.2f} in events/s, "
+        f"{ceiling.cpu_micros / engine.cpu_micros:.2f} in CPU per event"
+    )
 
 
 def median_run(runs: Sequence[Run]) -> Run:
@@ -395,16 +444,17 @@ def diagnose(
 ) -> None:
     """Each loop once more on its own clone, under cProfile (the costs, cumulative and self)
     or with its statements timed; never the measured runs, which neither would leave alone."""
-    for name, loop in LOOPS.items():
-        url = clone(server, template, f"diagnosed_{name}")
+    for name in LOOPS:
+        key = (name, 0)
+        urls = {key: clone(server, template, f"diagnosed_{name}")}
         if args.statements:
             with timed_statements() as times:
-                run = loop(url, messages, args.batch)
+                run = interleaved(urls, messages, args.batch)[key]
             print(f"\n{name}, statement by statement: {run.line()}")
             print("\n".join(statement_report(times, run.events, run.seconds)))
             continue
         profile = cProfile.Profile()
-        run = loop(url, messages, args.batch, profile)
+        run = interleaved(urls, messages, args.batch, profile)[key]
         target = args.profile.with_name(f"{args.profile.stem}.{name}{args.profile.suffix}")
         profile.dump_stats(target)
         print(f"\n{name} under cProfile: {run.line()}; stats in {target}")
