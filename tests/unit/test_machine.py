@@ -244,6 +244,21 @@ def test_the_derived_table_agrees_with_the_library(source, event, ctx):
     assert TRANSITIONS.decide(source, event, ctx) == expected
 
 
+@given(
+    source=st.sampled_from([None, *Status]),
+    event=st.sampled_from(STATUS_EVENTS),
+    ctx=contexts,
+)
+def test_an_unguarded_target_is_what_decide_answers_in_any_context(source, event, ctx):
+    target = TRANSITIONS.unguarded_target(source, event)
+    assert target is None or target is TRANSITIONS.decide(source, event, ctx)
+
+
+def test_a_guarded_pair_has_no_unguarded_target():
+    assert TRANSITIONS.unguarded_target(Status.LOADED, E.STRUCTURING_STARTED) is None
+    assert TRANSITIONS.unguarded_target(Status.LOADING, E.LOADING_COMPLETED) is Status.LOADED
+
+
 def test_each_status_is_left_by_the_events_of_one_topic_only():
     """Why order within a session can be rebuilt from per-topic order: what moves a session on
     from any status comes from one producer family, so events of two topics never compete for

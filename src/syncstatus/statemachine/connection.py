@@ -59,6 +59,14 @@ class _Decision:
 
 
 _PARK = _Decision()
+_ACTIVITY = _Decision(applies=True)
+_APPLIES = {
+    (target, opens): _Decision(target, applies=True, opens=opens)
+    for target in Status
+    for opens in (False, True)
+}
+"""Every decision to apply, made once: the hot path looks its decision up instead of making
+one per event."""
 
 
 @dataclass(slots=True)
@@ -199,7 +207,7 @@ class Connection:
                 f"{mark.occurred_at.isoformat()}",
             )
         if not event.type.changes_status:
-            return _Decision(applies=True)
+            return _ACTIVITY
         if self._reauthorizes_its_own_session(event, placement):
             return _refuse(
                 RefusalReason.ILLEGAL_TRANSITION,
@@ -208,7 +216,7 @@ class Connection:
             )
         target = self._target_of(event, policy)
         if target is not None:
-            return _Decision(target, applies=True, opens=placement is _Placement.OPENS)
+            return _APPLIES[target, placement is _Placement.OPENS]
         if placement is _Placement.OPENS or TRANSITIONS.may_still_apply(
             event.type, self.status, self._deduplicates(event, policy)
         ):
@@ -339,6 +347,9 @@ class Connection:
 
     def _target_of(self, event: SessionEvent, policy: Policy) -> Status | None:
         """The status the event moves this connection to now, or None if it does not apply."""
+        target = TRANSITIONS.unguarded_target(self.status, event.type)
+        if target is not None:
+            return target
         ctx = GuardContext(
             deduplication_required=self._deduplicates(event, policy),
             completed_substages=self.completed_substages,
