@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
+from functools import cached_property
 
 from syncstatus.statemachine.records import Transition
 from syncstatus.statemachine.statuses import Stage, Status
@@ -28,8 +29,17 @@ class Part(Enum):
     SOURCE_SYNC = (Stage.LOADING, Stage.DEDUPLICATION, Stage.STRUCTURING)
     DATA_REFRESH = (Stage.PROCESSING,)
 
+    @cached_property
+    def statuses(self) -> frozenset[Status]:
+        """The statuses of its stages, found once: a part is asked about every transition."""
+        return frozenset(status for status in Status if status.stage in self.value)
+
+    @cached_property
+    def last_stage(self) -> Stage:
+        return max(self.value)
+
     def holds(self, status: Status | None) -> bool:
-        return status is not None and status.stage in self.value
+        return status in self.statuses
 
     def holds_target(self, t: Transition) -> bool:
         """The transition ends in this part: one of its statuses, or a timeout from one."""
@@ -40,7 +50,7 @@ class Part(Enum):
     def is_forwards(self, status: Status) -> bool:
         """A status a run of this part completes into: a later stage that is not an error,
         ending only at Synced (the sync reaches 16, 18 or 19; the refresh only 19)."""
-        if status.is_error or status.stage <= max(self.value):
+        if status.is_error or status.stage <= self.last_stage:
             return False
         return status.stage is not Stage.END or status is Status.SYNCED
 
