@@ -22,6 +22,9 @@ from syncstatus.store.staging import stage, staging
 
 _STAGED_VIEWS = staging("connection_view", VIEW_COLUMNS)
 _PROJECTED = ", ".join(f"{c} = EXCLUDED.{c}" for c in VIEW_PROJECTED)
+_ACCOUNT_COUNT = ("connection_id", "created_at", *VIEW_PROJECTED).index("account_count")
+"""Where a view row says how many accounts it has: `save` writes it with the accounts, so a
+row that has none is not looked up in `accounts`."""
 
 
 class PostgresViews:
@@ -36,12 +39,14 @@ class PostgresViews:
             f"SELECT {VIEW_COLUMNS} FROM connection_view WHERE connection_id = ANY(%b)", (ids,)
         ).fetchall()
         views = {row[0]: view_from_row(row) for row in rows}
-        for connection_id, *account in self._raw.execute(
-            f"SELECT {CHILD_COLUMNS['accounts']} FROM accounts "
-            "WHERE connection_id = ANY(%b) ORDER BY account_id",
-            (list(views),),
-        ):
-            views[connection_id].accounts[account[0]] = account_from_row(account)
+        listed = [row[0] for row in rows if row[_ACCOUNT_COUNT]]
+        if listed:
+            for connection_id, *account in self._raw.execute(
+                f"SELECT {CHILD_COLUMNS['accounts']} FROM accounts "
+                "WHERE connection_id = ANY(%b) ORDER BY account_id",
+                (listed,),
+            ):
+                views[connection_id].accounts[account[0]] = account_from_row(account)
         for connection_id, *credential in self._raw.execute(
             f"SELECT {CHILD_COLUMNS['credentials']} FROM credentials "
             "WHERE connection_id = ANY(%b) ORDER BY added_at",
