@@ -29,11 +29,13 @@ taking a core stretches wall time but not CPU time, so the CPU ratio is the stea
 line ends with the time the garbage collector ran within the loop (wall time, within the
 loop's own). The load average is printed at the start and the end for the same reason.
 
-The loops run
-interleaved, a batch of one and then a batch of the other (the first to go alternating), each
-timed only while it applies its own batch: this machine changes speed from one second to the
-next, and a ratio of two loops measured minutes apart would mostly measure that. `--rounds`
-repeats them on new connections and reports each round's ratio and the medians.
+The loops run interleaved, a batch of one and then a batch of the other (the first to go
+alternating), each timed only while it applies its own batch: this machine changes speed from
+one second to the next, and a ratio of two loops measured minutes apart would mostly measure
+that. What they still share is the process's collector (a collection walks every loop's live
+objects, and is charged to the loop it interrupts) and PostgreSQL's buffers. `--rounds`
+repeats them on new connections and reports each round's ratio; the ratio printed last is the
+median of those, never a ratio of medians taken from different rounds.
 
 `--connections-preloaded N` measures instead how the cost per event grows with the tables: the
 engine and the ceiling on databases preloaded (`bench.preload`, by COPY) with 1,000 and with N
@@ -46,6 +48,7 @@ measured ones, and print where the time goes.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import cProfile
 import gc
 import os
@@ -147,10 +150,10 @@ class Clock:
         self._collection_started = 0.0
 
     def __enter__(self) -> Clock:
-        gc.callbacks.append(self._on_collection)
         self._started = self._now()
         if self.profile:
             self.profile.enable()
+        gc.callbacks.append(self._on_collection)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -206,7 +209,10 @@ class EngineLoop:
         result = self.engine.apply_batch(inbound, rejected)
         return [self.status.encode(t) for t in result.transitions]
 
-    def close(self) -> None:
+    def __enter__(self) -> EngineLoop:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
         self.db.dispose()
 
 
@@ -221,7 +227,10 @@ class CeilingLoop:
     def apply(self, messages: Sequence[Message], first_offset: int) -> list[bytes]:
         return self.ceiling.apply([m.value for m in messages])
 
-    def close(self) -> None:
+    def __enter__(self) -> CeilingLoop:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
         self.conn.close()
 
 
@@ -239,23 +248,24 @@ def interleaved(
     urls: Mapping[Key, str],
     messages: Sequence[Message],
     batch: int,
+    round_number: int = 0,
     profile: cProfile.Profile | None = None,
 ) -> dict[Key, Run]:
-    """Each loop on its own database, batch by batch in turn (the first to go alternating), so
-    that a machine which changes speed from one second to the next changes it for all of them:
-    each is timed only while it applies its own batch."""
-    loops = {key: LOOPS[key[0]](url) for key, url in urls.items()}
-    clocks = {key: Clock(loop.backend_pid, profile) for key, loop in loops.items()}
-    records: dict[Key, list[bytes]] = {key: [] for key in loops}
-    try:
-        for n, start in enumerate(range(0, len(messages), batch)):
+    """Each loop on its own database, batch by batch in turn, so that a machine which changes
+    speed from one second to the next changes it for all of them: each is timed only while it
+    applies its own batch. The first to go alternates from batch to batch and from round to
+    round, and the collector starts each round from nothing, so that neither loop always
+    inherits what came before it."""
+    with contextlib.ExitStack() as stack:
+        loops = {key: stack.enter_context(LOOPS[key[0]](url)) for key, url in urls.items()}
+        clocks = {key: Clock(loop.backend_pid, profile) for key, loop in loops.items()}
+        records: dict[Key, list[bytes]] = {key: [] for key in loops}
+        gc.collect()
+        for n, start in enumerate(range(0, len(messages), batch), start=round_number):
             chunk = messages[start : start + batch]
             for key in list(loops)[:: 1 if n % 2 == 0 else -1]:
                 with clocks[key]:
                     records[key].extend(loops[key].apply(chunk, start))
-    finally:
-        for loop in loops.values():
-            loop.close()
     return {key: clocks[key].run(len(messages), records[key]) for key in loops}
 
 
@@ -330,9 +340,7 @@ def check(
     )
 
 
-def databases(
-    server: EmbeddedPostgres, template: str, sizes: Sequence[int]
-) -> dict[tuple[str, int], str]:
+def databases(server: EmbeddedPostgres, template: str, sizes: Sequence[int]) -> dict[Key, str]:
     """(loop, preloaded connections) -> a database of its own, the same for every round."""
     urls = {}
     for size in sizes:
@@ -351,7 +359,7 @@ def databases(
 
 def measure(
     server: EmbeddedPostgres, template: str, sizes: Sequence[int], args: argparse.Namespace
-) -> tuple[dict[tuple[str, int], list[Run]], list[SessionEvent]]:
+) -> tuple[dict[Key, list[Run]], list[SessionEvent]]:
     """Every round applies a new stream (new connections) with every loop at every size,
     interleaved batch by batch; the last round is checked, ceiling against engine, at each
     size, and its events returned."""
@@ -360,7 +368,7 @@ def measure(
     for r in range(args.rounds):
         prefix = "conn" if args.rounds == 1 else f"round{r}"
         events = stream(args.connections, prefix=prefix, producer="bench")
-        done = interleaved(urls, messages_of(events), args.batch)
+        done = interleaved(urls, messages_of(events), args.batch, r)
         for key, run in done.items():
             runs[key].append(run)
             if args.rounds > 1:
@@ -392,10 +400,11 @@ def compare_loops(server: EmbeddedPostgres, template: str, args: argparse.Namesp
         f"message bytes → StatusChanged bytes{rounds}: {engine.line()}"
     )
     print(f"ceiling (psycopg 3 + fastavro, same events, same rows): {ceiling.line()}")
+    rate, cpu = median_ratios(runs["engine", 0], runs["ceiling", 0])
     print(
-        f"ratio engine/ceiling: {engine.rate / ceiling.rate:.2f} in events/s; "
-        f"{ceiling.cpu_micros / engine.cpu_micros:.2f} in CPU per event, client and server "
-        f"(the engine does {engine.cpu_micros / ceiling.cpu_micros:.1f}x the ceiling's work)"
+        f"ratio engine/ceiling{' (median of the rounds)' if args.rounds > 1 else ''}: "
+        f"{rate:.2f} in events/s; {cpu:.2f} in CPU per event, client and server "
+        f"(the engine does {1 / cpu:.1f}x the ceiling's work)"
     )
     if not args.skip_naive:
         naive = run_naive(clone(server, template, "naive"), events)
@@ -415,22 +424,39 @@ def compare_sizes(server: EmbeddedPostgres, template: str, args: argparse.Namesp
             at_small, at_large = (
                 statistics.median(getattr(run, of) for run in runs[name, size]) for size in sizes
             )
-            growth = at_large / at_small
+            growth = statistics.median(
+                getattr(b, of) / getattr(a, of)
+                for a, b in zip(runs[name, small], runs[name, large], strict=True)
+            )
             print(
                 f"{name} {measure_name}: {at_small:.1f} at {small:,} preloaded, {at_large:.1f} "
                 f"at {large:,} (medians of {args.rounds} rounds of {14 * args.connections} "
-                f"events): {growth:.2f}x (goal within {GROWTH_GOAL:.2f}x: "
-                f"{'met' if growth <= GROWTH_GOAL else 'NOT met'})"
+                f"events): {growth:.2f}x, the median of the rounds' own (goal within "
+                f"{GROWTH_GOAL:.2f}x: {'met' if growth <= GROWTH_GOAL else 'NOT met'})"
             )
     for size in sizes:
-        engine, ceiling = (median_run(runs[name, size]) for name in LOOPS)
-        print(f"medians{at(size)}: {ratios(engine, ceiling)}")
+        rate, cpu = median_ratios(runs["engine", size], runs["ceiling", size])
+        print(
+            f"ratio engine/ceiling{at(size)} (median of the rounds): {rate:.2f} in events/s, "
+            f"{cpu:.2f} in CPU per event"
+        )
 
 
 def ratios(engine: Run, ceiling: Run) -> str:
     return (
         f"engine/ceiling {engine.rate / ceiling.rate:.2f} in events/s, "
         f"{ceiling.cpu_micros / engine.cpu_micros:.2f} in CPU per event"
+    )
+
+
+def median_ratios(engine: Sequence[Run], ceiling: Sequence[Run]) -> tuple[float, float]:
+    """engine/ceiling in events/s and in CPU per event: the medians of each round's ratio,
+    whose two loops met the same machine, not the ratio of medians taken from different
+    rounds."""
+    pairs = list(zip(engine, ceiling, strict=True))
+    return (
+        statistics.median(e.rate / c.rate for e, c in pairs),
+        statistics.median(c.cpu_micros / e.cpu_micros for e, c in pairs),
     )
 
 
@@ -454,7 +480,7 @@ def diagnose(
             print("\n".join(statement_report(times, run.events, run.seconds)))
             continue
         profile = cProfile.Profile()
-        run = interleaved(urls, messages, args.batch, profile)[key]
+        run = interleaved(urls, messages, args.batch, profile=profile)[key]
         target = args.profile.with_name(f"{args.profile.stem}.{name}{args.profile.suffix}")
         profile.dump_stats(target)
         print(f"\n{name} under cProfile: {run.line()}; stats in {target}")
