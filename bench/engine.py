@@ -375,7 +375,8 @@ def measure(
                 print(f"round {r + 1}, {key[0]}{at(key[1])}: {run.line()}")
         if args.rounds > 1:
             for size in sizes:
-                print(f"round {r + 1}{at(size)}: {ratios(*(done[n, size] for n in LOOPS))}")
+                rate, cpu = ratios(*(done[name, size] for name in LOOPS))
+                print(f"round {r + 1}{at(size)}: {ratio_text(rate, cpu)}")
         if r == args.rounds - 1:
             for size in sizes:
                 engine, ceiling = (done[name, size] for name in LOOPS)
@@ -436,28 +437,23 @@ def compare_sizes(server: EmbeddedPostgres, template: str, args: argparse.Namesp
             )
     for size in sizes:
         rate, cpu = median_ratios(runs["engine", size], runs["ceiling", size])
-        print(
-            f"ratio engine/ceiling{at(size)} (median of the rounds): {rate:.2f} in events/s, "
-            f"{cpu:.2f} in CPU per event"
-        )
+        print(f"medians of the rounds{at(size)}: {ratio_text(rate, cpu)}")
 
 
-def ratios(engine: Run, ceiling: Run) -> str:
-    return (
-        f"engine/ceiling {engine.rate / ceiling.rate:.2f} in events/s, "
-        f"{ceiling.cpu_micros / engine.cpu_micros:.2f} in CPU per event"
-    )
+def ratios(engine: Run, ceiling: Run) -> tuple[float, float]:
+    """engine/ceiling in events/s and in CPU per event, for two runs on the same batches."""
+    return engine.rate / ceiling.rate, ceiling.cpu_micros / engine.cpu_micros
 
 
 def median_ratios(engine: Sequence[Run], ceiling: Sequence[Run]) -> tuple[float, float]:
-    """engine/ceiling in events/s and in CPU per event: the medians of each round's ratio,
-    whose two loops met the same machine, not the ratio of medians taken from different
-    rounds."""
-    pairs = list(zip(engine, ceiling, strict=True))
-    return (
-        statistics.median(e.rate / c.rate for e, c in pairs),
-        statistics.median(c.cpu_micros / e.cpu_micros for e, c in pairs),
-    )
+    """The medians of each round's own ratios, whose two loops met the same machine, not the
+    ratios of medians taken from different rounds."""
+    rates, cpus = zip(*map(ratios, engine, ceiling), strict=True)
+    return statistics.median(rates), statistics.median(cpus)
+
+
+def ratio_text(rate: float, cpu: float) -> str:
+    return f"engine/ceiling {rate:.2f} in events/s, {cpu:.2f} in CPU per event"
 
 
 def median_run(runs: Sequence[Run]) -> Run:
